@@ -1,0 +1,319 @@
+//! The shared vocabulary of rfidgw's device drivers.
+//!
+//! Every device family (FEIG ISO-Host, 3M 810, USB HID card readers, the scripted `sim`
+//! reader) is a crate of its own that depends on this one. A driver turns bytes on a
+//! transport into [`DeviceEvent`]s and sends them into a [`DeviceEventSink`]; the daemon
+//! owns the other end of the channel, journals every event and feeds the stations.
+//!
+//! The daemon runs each configured device as one task: it calls [`Device::run`] and, when
+//! that returns an error, calls it again after a capped backoff (see the daemon's
+//! supervisor). A driver therefore never needs its own outer reconnect loop; it returns
+//! `Err` when its line broke and lets the supervisor restart it.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// An ISO 15693 / ISO 14443 UID or a UHF EPC, printed MSB first as hex (PROTOCOLS.md
+/// conventions: `E0 04 …`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Uid(Vec<u8>);
+
+impl Uid {
+    /// A UID from its bytes, MSB first.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// The UID's bytes, MSB first.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Parses upper- or lower-case hex (spaces allowed) into a UID.
+    pub fn from_hex(text: &str) -> Result<Self, UidError> {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        if compact.is_empty() {
+            return Err(UidError::Empty);
+        }
+        hex::decode(&compact).map(Self).map_err(|e| UidError::NotHex(e.to_string()))
+    }
+}
+
+impl fmt::Display for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Uid({self})")
+    }
+}
+
+impl From<Uid> for String {
+    fn from(uid: Uid) -> Self {
+        uid.to_string()
+    }
+}
+
+impl TryFrom<String> for Uid {
+    type Error = UidError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::from_hex(&text)
+    }
+}
+
+/// Why a text is not a UID.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UidError {
+    /// Nothing was given.
+    #[error("UID is empty")]
+    Empty,
+    /// The text is not an even number of hex digits.
+    #[error("UID is not hex: {0}")]
+    NotHex(String),
+}
+
+/// The name a device has in the config (`[[devices]] id = "gate-1"`).
+pub type DeviceId = String;
+
+/// One tag as a reader saw it: identity plus what the tag decoder needs.
+///
+/// `memory` is the tag's user memory as the reader returned it (block 0 first, in the
+/// reader's byte order; the decoder undoes a block reversal). A driver reads it once per
+/// presence and caches it, so a tag lying on a pad is not re-read on every poll.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagRead {
+    /// The tag's UID (HF) or EPC (UHF).
+    pub uid: Uid,
+    /// Application family identifier, when the reader reported it.
+    pub afi: Option<u8>,
+    /// Data storage format identifier, when the reader reported it.
+    pub dsfid: Option<u8>,
+    /// The NXP EAS bit, when the reader checked it.
+    pub eas: Option<bool>,
+    /// User memory, block 0 first, as read; `None` when it could not be read.
+    #[serde(with = "opt_hex", default)]
+    pub memory: Option<Vec<u8>>,
+    /// Antenna that saw the tag, for readers with several.
+    pub antenna: Option<u8>,
+}
+
+impl TagRead {
+    /// A read that carries only a UID.
+    pub fn uid_only(uid: Uid) -> Self {
+        Self {
+            uid,
+            afi: None,
+            dsfid: None,
+            eas: None,
+            memory: None,
+            antenna: None,
+        }
+    }
+}
+
+/// A patron card number typed by a keyboard-wedge reader or read from a card.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardRead {
+    /// The card number as the reader delivered it (trimmed, without the terminator).
+    pub number: String,
+}
+
+/// The state of a reader's digital inputs (light barriers, counter pulses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputState {
+    /// Level of each input, bit 0 = input 1.
+    pub levels: u8,
+    /// Inputs that changed since the last report, bit 0 = input 1.
+    pub changed: u8,
+}
+
+/// Whether a device is reachable, from the driver's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// The transport is being opened or the reader has not answered yet.
+    Connecting,
+    /// The reader answers.
+    Connected,
+    /// The transport is gone (unplugged, refused, timed out).
+    Disconnected,
+}
+
+/// Counters a driver keeps about its line, reported with [`DeviceEvent::Health`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineCounters {
+    /// Frames that decoded and checked.
+    pub frames_ok: u64,
+    /// Bytes dropped while resynchronising on garbage.
+    pub bytes_skipped: u64,
+    /// Frames with a bad CRC or length.
+    pub bad_frames: u64,
+    /// Requests the reader did not answer in time.
+    pub timeouts: u64,
+}
+
+/// Everything a device reports to the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DeviceEvent {
+    /// A tag entered the field (reported once per presence, with its memory).
+    TagArrived(TagRead),
+    /// A tag that was present is no longer seen.
+    TagDeparted {
+        /// The tag that left.
+        uid: Uid,
+    },
+    /// A patron card was presented.
+    Card(CardRead),
+    /// Digital inputs changed.
+    Inputs(InputState),
+    /// Link state and line counters.
+    Health {
+        /// Whether the reader answers.
+        link: LinkState,
+        /// Line counters since the driver started.
+        counters: LineCounters,
+    },
+}
+
+/// A device event stamped with where and when it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceReport {
+    /// The configured device id.
+    pub device: DeviceId,
+    /// Wall-clock time the driver observed it.
+    pub at: SystemTime,
+    /// What happened.
+    pub event: DeviceEvent,
+}
+
+/// Where a driver sends its events. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DeviceEventSink {
+    device: DeviceId,
+    tx: mpsc::Sender<DeviceReport>,
+}
+
+/// The daemon stopped listening; the driver should return.
+#[derive(Debug, thiserror::Error)]
+#[error("the daemon's event bus is closed")]
+pub struct SinkClosed;
+
+impl DeviceEventSink {
+    /// A sink that stamps every event with `device` and sends it into `tx`.
+    pub fn new(device: impl Into<DeviceId>, tx: mpsc::Sender<DeviceReport>) -> Self {
+        Self {
+            device: device.into(),
+            tx,
+        }
+    }
+
+    /// The device id this sink stamps on events.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// Sends one event, waiting while the bus is full (back-pressure, never dropping).
+    pub async fn send(&self, event: DeviceEvent) -> Result<(), SinkClosed> {
+        let report = DeviceReport {
+            device: self.device.clone(),
+            at: SystemTime::now(),
+            event,
+        };
+        self.tx.send(report).await.map_err(|_| SinkClosed)
+    }
+}
+
+/// Why a device task ended. The supervisor restarts it with backoff unless it was cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The transport could not be opened or broke (unplugged, refused, reset).
+    #[error("transport: {0}")]
+    Transport(#[from] std::io::Error),
+    /// The reader stopped answering.
+    #[error("reader did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The reader answered with something the driver cannot work with.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The daemon's bus is closed (shutdown).
+    #[error(transparent)]
+    SinkClosed(#[from] SinkClosed),
+    /// The device's configuration cannot work (bad path, unknown option).
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// The boxed future a device task runs.
+pub type DeviceFuture = Pin<Box<dyn Future<Output = Result<(), DeviceError>> + Send>>;
+
+/// A device the daemon can run as a task.
+///
+/// `run` opens the transport, talks to the reader, sends events until `cancel` fires (then
+/// returns `Ok(())`) or the line breaks (then returns `Err`). The daemon builds a fresh
+/// `Device` from config for every restart, so `run` consumes `self`.
+pub trait Device: Send {
+    /// Runs the device until it is cancelled or fails.
+    fn run(self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture;
+}
+
+mod opt_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => s.serialize_some(&hex::encode_upper(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| hex::decode(t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_prints_msb_first_upper_case_hex() {
+        let uid = Uid::from_hex("e0 04 01 00 31 26 91 17").unwrap();
+        assert_eq!(uid.to_string(), "E004010031269117");
+        assert_eq!(uid.as_bytes()[0], 0xE0);
+    }
+
+    #[test]
+    fn uid_rejects_odd_and_empty_text() {
+        assert_eq!(Uid::from_hex(""), Err(UidError::Empty));
+        assert!(matches!(Uid::from_hex("E00"), Err(UidError::NotHex(_))));
+    }
+
+    #[test]
+    fn tag_read_round_trips_through_json_with_hex_memory() {
+        let read = TagRead {
+            memory: Some(vec![0x11, 0x01]),
+            afi: Some(0x07),
+            ..TagRead::uid_only(Uid::new([0xE0, 0x04]))
+        };
+        let json = serde_json::to_string(&read).unwrap();
+        assert!(json.contains("\"memory\":\"1101\""), "{json}");
+        assert!(json.contains("\"uid\":\"E004\""), "{json}");
+        assert_eq!(serde_json::from_str::<TagRead>(&json).unwrap(), read);
+    }
+}

@@ -1,0 +1,2 @@
+//! rfidgw: library RFID hardware to any library system.
+pub mod cli;
