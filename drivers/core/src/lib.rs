@@ -270,6 +270,27 @@ pub trait Device: Send {
     fn run(self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture;
 }
 
+/// A captured reader frame explained for a field engineer (`rfidgw frame decode`).
+///
+/// Each protocol crate fills this from its own frame types; the CLI prints it as JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameDescription {
+    /// The protocol's name for the frame's command, with its code (`"B0 01 inventory"`).
+    pub command: String,
+    /// The reply's status with its meaning; `None` for a request.
+    pub status: Option<String>,
+    /// Whether the frame's CRC checks.
+    pub crc_valid: bool,
+    /// UIDs in an inventory reply, hex MSB first.
+    pub uids: Vec<String>,
+    /// Block data in a read reply, hex, in the order on the wire.
+    pub data: Option<String>,
+    /// Whether this is a request (host to reader) or a reply.
+    pub direction: String,
+    /// Other decoded fields by name (MODE, AFI, block address …).
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
 mod opt_hex {
     use serde::{Deserialize, Deserializer, Serializer};
 

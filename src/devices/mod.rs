@@ -1,0 +1,67 @@
+//! Devices from config: which driver runs a device, and building a fresh [`Device`] for
+//! each (re)start of its task.
+//!
+//! A device entry names its `driver` and carries a `settings` table that only that driver
+//! understands. The table is parsed in a second step into the driver's own typed settings
+//! (with unknown keys rejected), so an error names the device and the key.
+
+mod sim;
+
+use rfidgw_driver::Device;
+use serde::Deserialize;
+
+pub use sim::{SimSettings, SimTag};
+
+/// Which driver runs a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriverKind {
+    /// Scripted tag reads, for the demo and tests.
+    Sim,
+}
+
+/// One `[[devices]]` entry of the config.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Unique name, used in logs, the journal and the status API.
+    pub id: String,
+    /// The driver that runs it.
+    pub driver: DriverKind,
+    /// Driver settings, parsed by the driver (see the documented example config).
+    #[serde(default)]
+    pub settings: toml::Table,
+}
+
+/// A device entry whose settings do not fit its driver.
+#[derive(Debug, thiserror::Error)]
+#[error("devices.{device}.settings: {message}")]
+pub struct DeviceConfigError {
+    /// The device id.
+    pub device: String,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl DeviceConfig {
+    /// Checks that the settings parse for this driver, without building anything.
+    pub fn validate(&self) -> Result<(), DeviceConfigError> {
+        self.build().map(drop)
+    }
+
+    /// Builds a fresh device from the settings (called again for every restart).
+    pub fn build(&self) -> Result<Box<dyn Device>, DeviceConfigError> {
+        match self.driver {
+            DriverKind::Sim => Ok(Box::new(sim::SimReader::new(self.settings()?))),
+        }
+    }
+
+    fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, DeviceConfigError> {
+        toml::Value::Table(self.settings.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| DeviceConfigError {
+                device: self.id.clone(),
+                message: e.message().to_owned(),
+            })
+    }
+}
