@@ -270,6 +270,86 @@ pub trait Device: Send {
     fn run(self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture;
 }
 
+/// One tag in an inventory reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEntry {
+    /// The tag's UID, MSB first.
+    pub uid: Uid,
+    /// The DSFID the tag reported, when the reader returns it.
+    pub dsfid: Option<u8>,
+}
+
+/// A reader's "no" to a tag operation: a normal answer, not a broken line (STYLE.md).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReaderRefusal {
+    /// No tag answered (it left the field, or never was there).
+    #[error("no transponder")]
+    NoTransponder,
+    /// The reader or tag refused with a protocol status code.
+    #[error("reader status {code:#04x}: {meaning}")]
+    Status {
+        /// The status or error code as sent.
+        code: u8,
+        /// What the protocol says the code means.
+        meaning: String,
+    },
+}
+
+/// The result of a tag operation that reached the reader: done, or refused.
+pub type TagOutcome<T> = Result<T, ReaderRefusal>;
+
+/// What a polled ISO 15693 (HF) reader offers the shared read loop and the stations.
+///
+/// Implemented by each HF driver (FEIG ISO-Host, 3M 810) over any transport. The outer
+/// `Result` is the line (timeout, bad frame: the task restarts); the inner [`TagOutcome`]
+/// is the reader's answer about the tag.
+pub trait HfReader: Send {
+    /// Lists the tags in the field, optionally only those with `afi` (ISO 15693-3 §AFI).
+    fn inventory(
+        &mut self,
+        afi: Option<u8>,
+    ) -> impl Future<Output = Result<TagOutcome<Vec<InventoryEntry>>, DeviceError>> + Send;
+
+    /// Reads `count` 4-byte blocks from `first`, returned block 0 first in the reader's
+    /// byte order (the tag decoder undoes a reader's block reversal).
+    fn read_blocks(
+        &mut self,
+        uid: &Uid,
+        first: u8,
+        count: u8,
+    ) -> impl Future<Output = Result<TagOutcome<Vec<u8>>, DeviceError>> + Send;
+
+    /// Writes whole 4-byte blocks starting at `first`.
+    fn write_blocks(
+        &mut self,
+        uid: &Uid,
+        first: u8,
+        data: &[u8],
+    ) -> impl Future<Output = Result<TagOutcome<()>, DeviceError>> + Send;
+
+    /// Reads the tag's AFI.
+    fn read_afi(&mut self, uid: &Uid)
+    -> impl Future<Output = Result<TagOutcome<u8>, DeviceError>> + Send;
+
+    /// Writes the tag's AFI.
+    fn write_afi(
+        &mut self,
+        uid: &Uid,
+        afi: u8,
+    ) -> impl Future<Output = Result<TagOutcome<()>, DeviceError>> + Send;
+
+    /// Reads the NXP EAS bit.
+    fn read_eas(&mut self, uid: &Uid)
+    -> impl Future<Output = Result<TagOutcome<bool>, DeviceError>> + Send;
+
+    /// Sets (`true`) or resets (`false`) the NXP EAS bit.
+    fn write_eas(
+        &mut self,
+        uid: &Uid,
+        on: bool,
+    ) -> impl Future<Output = Result<TagOutcome<()>, DeviceError>> + Send;
+}
+
 /// A captured reader frame explained for a field engineer (`rfidgw frame decode`).
 ///
 /// Each protocol crate fills this from its own frame types; the CLI prints it as JSON.
