@@ -35,7 +35,7 @@ pub struct DeviceConfig {
 
 /// A device entry whose settings do not fit its driver.
 #[derive(Debug, thiserror::Error)]
-#[error("devices.{device}.settings: {message}")]
+#[error("devices.{device}.settings.{message}")]
 pub struct DeviceConfigError {
     /// The device id.
     pub device: String,
@@ -57,11 +57,16 @@ impl DeviceConfig {
     }
 
     fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, DeviceConfigError> {
-        toml::Value::Table(self.settings.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| DeviceConfigError {
-                device: self.id.clone(),
-                message: e.message().to_owned(),
-            })
+        // serde_path_to_error names the key inside the table (`tags[0].afi`).
+        serde_path_to_error::deserialize(toml::Value::Table(self.settings.clone())).map_err(
+            |e: serde_path_to_error::Error<toml::de::Error>| {
+                let path = e.path().to_string();
+                let message = e.into_inner().message().to_owned();
+                DeviceConfigError {
+                    device: self.id.clone(),
+                    message: if path == "." { message } else { format!("{path}: {message}") },
+                }
+            },
+        )
     }
 }

@@ -25,6 +25,10 @@ pub struct SimSettings {
     /// The tags and when they are in the field.
     #[serde(default)]
     pub tags: Vec<SimTag>,
+    /// Fail (as if unplugged) this many milliseconds after each start, to show and test
+    /// the supervisor's restarts.
+    #[serde(default)]
+    pub fail_after_ms: Option<u64>,
 }
 
 /// One scripted tag.
@@ -37,8 +41,8 @@ pub struct SimTag {
     #[serde(default, deserialize_with = "hex_byte")]
     pub afi: Option<u8>,
     /// User memory as hex, block 0 first.
-    #[serde(default)]
-    pub memory: Option<String>,
+    #[serde(default, deserialize_with = "hex_bytes")]
+    pub memory: Option<Vec<u8>>,
     /// When the tag enters the field, in milliseconds from the start of the round.
     pub at_ms: u64,
     /// How long it stays, in milliseconds.
@@ -54,6 +58,15 @@ fn hex_byte<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Err
     text.map(|t| {
         u8::from_str_radix(t.trim_start_matches("0x"), 16)
             .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a hex byte such as \"07\"")))
+    })
+    .transpose()
+}
+
+fn hex_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| {
+        hex::decode(t.replace(' ', ""))
+            .map_err(|e| serde::de::Error::custom(format!("memory is not hex ({e})")))
     })
     .transpose()
 }
@@ -77,18 +90,12 @@ struct Step {
     event: DeviceEvent,
 }
 
-fn script(settings: &SimSettings) -> Result<Vec<Step>, String> {
+fn script(settings: &SimSettings) -> Vec<Step> {
     let mut steps = Vec::new();
     for tag in &settings.tags {
-        let memory = tag
-            .memory
-            .as_deref()
-            .map(hex::decode)
-            .transpose()
-            .map_err(|e| format!("tag {}: memory is not hex: {e}", tag.uid))?;
         let read = TagRead {
             afi: tag.afi,
-            memory,
+            memory: tag.memory.clone(),
             ..TagRead::uid_only(tag.uid.clone())
         };
         steps.push(Step {
@@ -104,14 +111,25 @@ fn script(settings: &SimSettings) -> Result<Vec<Step>, String> {
     }
     // Stable sort: a tag that leaves at the same instant another arrives keeps config order.
     steps.sort_by_key(|s| s.at);
-    Ok(steps)
+    steps
 }
 
 impl Device for SimReader {
     fn run(self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture {
         Box::pin(async move {
-            let steps = script(&self.settings).map_err(rfidgw_driver::DeviceError::Config)?;
+            let steps = script(&self.settings);
             let round = Duration::from_millis(self.settings.round_ms.max(1));
+            let fail_at = self
+                .settings
+                .fail_after_ms
+                .map(|ms| Instant::now() + Duration::from_millis(ms));
+            let unplugged = async {
+                match fail_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(unplugged);
             sink.send(DeviceEvent::Health {
                 link: LinkState::Connected,
                 counters: LineCounters::default(),
@@ -122,21 +140,29 @@ impl Device for SimReader {
                 for step in &steps {
                     tokio::select! {
                         () = cancel.cancelled() => return Ok(()),
+                        () = &mut unplugged => return Err(simulated_unplug()),
                         () = tokio::time::sleep_until(round_start + step.at) => {}
                     }
                     sink.send(step.event.clone()).await?;
                 }
                 if !self.settings.repeat {
-                    cancel.cancelled().await;
-                    return Ok(());
+                    tokio::select! {
+                        () = cancel.cancelled() => return Ok(()),
+                        () = &mut unplugged => return Err(simulated_unplug()),
+                    }
                 }
                 tokio::select! {
                     () = cancel.cancelled() => return Ok(()),
+                    () = &mut unplugged => return Err(simulated_unplug()),
                     () = tokio::time::sleep_until(round_start + round) => {}
                 }
             }
         })
     }
+}
+
+fn simulated_unplug() -> rfidgw_driver::DeviceError {
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "simulated unplug (fail_after_ms)").into()
 }
 
 #[cfg(test)]
@@ -212,6 +238,11 @@ mod tests {
     fn sim_settings_reject_unknown_keys_and_bad_afi() {
         let unknown = toml::from_str::<SimSettings>("round_ms = 1\nspeed = 2").unwrap_err();
         assert!(unknown.message().contains("speed"), "{unknown}");
+        let bad_memory = toml::from_str::<SimSettings>(
+            "round_ms = 1\n[[tags]]\nuid = \"E0\"\nmemory = \"zz\"\nat_ms = 0\nstay_ms = 1",
+        )
+        .unwrap_err();
+        assert!(bad_memory.message().contains("memory is not hex"), "{bad_memory}");
         let bad_afi = toml::from_str::<SimSettings>(
             "round_ms = 1\n[[tags]]\nuid = \"E0\"\nafi = \"zz\"\nat_ms = 0\nstay_ms = 1",
         )

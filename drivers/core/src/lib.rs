@@ -10,6 +10,13 @@
 //! supervisor). A driver therefore never needs its own outer reconnect loop; it returns
 //! `Err` when its line broke and lets the supervisor restart it.
 
+pub mod hex_serde;
+pub mod line;
+pub mod read_loop;
+pub mod transport;
+
+pub use line::LineStats;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -348,6 +355,12 @@ pub trait HfReader: Send {
         uid: &Uid,
         on: bool,
     ) -> impl Future<Output = Result<TagOutcome<()>, DeviceError>> + Send;
+
+    /// The line counters so far (frames, skipped bytes, bad frames, timeouts), reported in
+    /// [`DeviceEvent::Health`]. Drivers that count share a [`LineStats`] with their codec.
+    fn line_counters(&self) -> LineCounters {
+        LineCounters::default()
+    }
 }
 
 /// A captured reader frame explained for a field engineer (`rfidgw frame decode`).

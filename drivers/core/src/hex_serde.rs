@@ -1,0 +1,133 @@
+//! Serde helpers for bytes written as hex in config files (`afi = "07"`, `address = "FF"`).
+//!
+//! Config authors copy these values from protocol manuals, where they are hex; a plain
+//! integer (`address = 255`) is accepted too, so either habit works.
+
+use serde::{Deserialize, Deserializer, Serializer};
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ByteText {
+    Number(i64),
+    Text(String),
+}
+
+fn parse_byte<E: serde::de::Error>(value: ByteText) -> Result<u8, E> {
+    match value {
+        ByteText::Number(n) => u8::try_from(n)
+            .map_err(|_| E::custom(format!("{n} is not a byte (0 to 255, or hex text such as \"07\")"))),
+        ByteText::Text(t) => {
+            let digits = t.trim().trim_start_matches("0x").trim_start_matches("0X");
+            if digits.is_empty() || digits.len() > 2 {
+                return Err(E::custom(format!("`{t}` is not a hex byte such as \"07\"")));
+            }
+            u8::from_str_radix(digits, 16)
+                .map_err(|_| E::custom(format!("`{t}` is not a hex byte such as \"07\"")))
+        }
+    }
+}
+
+/// A required byte given as hex text (`"C2"`, `"0xC2"`) or an integer.
+pub mod byte {
+    use super::{ByteText, Deserialize, Deserializer, Serializer, parse_byte};
+
+    /// Reads a byte.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+        parse_byte(ByteText::deserialize(d)?)
+    }
+
+    /// Writes a byte as two upper-case hex digits.
+    pub fn serialize<S: Serializer>(value: &u8, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{value:02X}"))
+    }
+}
+
+/// An optional byte given as hex text or an integer.
+pub mod opt_byte {
+    use super::{ByteText, Deserialize, Deserializer, Serializer, parse_byte};
+
+    /// Reads an optional byte.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+        Option::<ByteText>::deserialize(d)?
+            .map(parse_byte)
+            .transpose()
+    }
+
+    /// Writes an optional byte as two upper-case hex digits.
+    pub fn serialize<S: Serializer>(value: &Option<u8>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.serialize_some(&format!("{v:02X}")),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// A byte string given as hex text (spaces allowed): tag memory in config files.
+pub mod bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Reads hex text into bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        hex::decode(&compact)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not hex bytes: {e}")))
+    }
+
+    /// Writes bytes as upper-case hex.
+    pub fn serialize<S: Serializer>(value: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode_upper(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Sample {
+        #[serde(with = "super::byte")]
+        address: u8,
+        #[serde(default, with = "super::opt_byte")]
+        afi: Option<u8>,
+        #[serde(default, with = "super::bytes")]
+        memory: Vec<u8>,
+    }
+
+    #[test]
+    fn hex_text_and_integers_both_give_the_byte() {
+        let cases = [
+            ("address = \"FF\"", 0xFF),
+            ("address = \"0x07\"", 0x07),
+            ("address = \"c2\"", 0xC2),
+            ("address = 255", 0xFF),
+            ("address = 0", 0x00),
+        ];
+        for (text, want) in cases {
+            let sample: Sample = toml::from_str(text).unwrap();
+            assert_eq!(sample.address, want, "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_bytes_are_refused_with_the_offending_text() {
+        for (text, needle) in [
+            ("address = \"zz\"", "zz"),
+            ("address = 256", "256"),
+            ("address = \"123\"", "123"),
+            ("address = -1", "-1"),
+            ("address = 1\nafi = \"\"", "not a hex byte"),
+            ("address = 1\nmemory = \"0\"", "not hex bytes"),
+        ] {
+            let err = toml::from_str::<Sample>(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn memory_hex_may_contain_spaces() {
+        let sample: Sample = toml::from_str("address = 1\nmemory = \"11 01 0a\"").unwrap();
+        assert_eq!(sample.memory, [0x11, 0x01, 0x0A]);
+        assert_eq!(sample.afi, None);
+    }
+}

@@ -1,0 +1,282 @@
+//! The supervisor: wires the store, the pipeline, the API and the device tasks into one
+//! task tree, reports readiness and health to systemd, and shuts down in order.
+//!
+//! Start-up order: store opened and migrated, API listener bound, pipeline running, then
+//! `READY=1` — never waiting for hardware or the ILS (they come and go; the daemon must
+//! serve regardless). Shutdown order is the reverse of the data flow: devices stop first,
+//! then the pipeline drains, then the journal commits what is left, then the store closes.
+//! Nothing that was handed to the journal is dropped on a graceful stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, ApiState, PeerStatus};
+use crate::bus::Event;
+use crate::config::Config;
+use crate::notify;
+use crate::pipeline::{self, Progress, TagDecoder};
+use crate::registry::Registry;
+use crate::store::{Store, StoreError};
+use crate::supervisor::{self, DeviceTaskContext};
+
+/// Capacity of the channels between stages: enough to ride out a slow fsync, small
+/// enough that back-pressure reaches the drivers before memory grows.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// Why the daemon could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The API address could not be bound.
+    #[error("cannot listen on {addr} (api.listen): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Tasks did not finish within `daemon.shutdown_timeout_ms`.
+    #[error("shutdown took longer than {0:?}; some tasks were abandoned")]
+    ShutdownTimeout(Duration),
+}
+
+/// A running daemon. Dropping it without [`Daemon::shutdown`] abandons its tasks.
+pub struct Daemon {
+    config: Config,
+    store: Store,
+    registry: Registry,
+    published: broadcast::Sender<Arc<Event>>,
+    events: mpsc::Sender<Event>,
+    reports: mpsc::Sender<rfidgw_driver::DeviceReport>,
+    devices: TaskTracker,
+    devices_cancel: CancellationToken,
+    background_cancel: CancellationToken,
+    pipeline: JoinHandle<()>,
+    journal: JoinHandle<()>,
+    background: TaskTracker,
+    api_addr: Option<SocketAddr>,
+}
+
+impl Daemon {
+    /// Starts everything and sends `READY=1`.
+    pub async fn start(config: Config) -> Result<Self, AppError> {
+        let started = Instant::now();
+        let store = Store::open(&config.store_path()).await?;
+        let registry = Registry::from_config(&config);
+        let (published, _) = broadcast::channel(CHANNEL_CAPACITY);
+        let (events, events_rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (reports, reports_rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let progress = Progress::default();
+        progress.beat();
+
+        let background = TaskTracker::new();
+        let background_cancel = CancellationToken::new();
+        let peers: Arc<dyn Fn() -> Vec<PeerStatus> + Send + Sync> = Arc::new(Vec::new);
+
+        let api_addr = if config.api.enabled {
+            let listener = tokio::net::TcpListener::bind(config.api.listen)
+                .await
+                .map_err(|source| AppError::Bind {
+                    addr: config.api.listen,
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| AppError::Bind {
+                addr: config.api.listen,
+                source,
+            })?;
+            let router = api::router(ApiState {
+                registry: registry.clone(),
+                store: store.clone(),
+                started,
+                peers: peers.clone(),
+            });
+            let stop = background_cancel.clone();
+            background.spawn(async move {
+                let serve = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await });
+                if let Err(error) = serve.await {
+                    tracing::error!(%error, "API server failed");
+                }
+            });
+            tracing::info!(%addr, "API listening");
+            Some(addr)
+        } else {
+            None
+        };
+
+        let journal = tokio::spawn(pipeline::run_journal(
+            events_rx,
+            store.clone(),
+            published.clone(),
+            progress.clone(),
+            config.store.batch_max,
+        ));
+        let decoder: Option<TagDecoder> = None;
+        let pipeline = tokio::spawn(pipeline::run_devices(
+            reports_rx,
+            events.clone(),
+            registry.clone(),
+            decoder,
+        ));
+
+        let _ = events
+            .send(Event::DaemonStarted {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .await;
+
+        let devices = TaskTracker::new();
+        let devices_cancel = CancellationToken::new();
+        let ctx = DeviceTaskContext {
+            reports: reports.clone(),
+            events: events.clone(),
+            registry: registry.clone(),
+            backoff_max: Duration::from_millis(config.daemon.restart_backoff_max_ms),
+        };
+        for device in &config.devices {
+            devices.spawn(supervisor::run_device(
+                device.clone(),
+                ctx.clone(),
+                devices_cancel.clone(),
+            ));
+        }
+
+        background.spawn(report_health(
+            registry.clone(),
+            peers,
+            progress,
+            background_cancel.clone(),
+        ));
+
+        notify::ready(&registry.status_line());
+        tracing::info!(
+            ready_after_ms = started.elapsed().as_millis(),
+            store = %store.path().display(),
+            devices = config.devices.len(),
+            "rfidgw ready"
+        );
+        Ok(Self {
+            config,
+            store,
+            registry,
+            published,
+            events,
+            reports,
+            devices,
+            devices_cancel,
+            background_cancel,
+            pipeline,
+            journal,
+            background,
+            api_addr,
+        })
+    }
+
+    /// The address the API listens on (useful with port 0).
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
+    }
+
+    /// Events as they are committed to the journal.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.published.subscribe()
+    }
+
+    /// Device states.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops in order and flushes everything, within `daemon.shutdown_timeout_ms`.
+    pub async fn shutdown(self, reason: &str) -> Result<(), AppError> {
+        notify::stopping();
+        tracing::info!(reason, "shutting down");
+        let limit = Duration::from_millis(self.config.daemon.shutdown_timeout_ms);
+        let store = self.store.clone();
+        let result = tokio::time::timeout(limit, self.stop_in_order(reason)).await;
+        // Close the store even after a timeout: whatever was committed is already safe,
+        // and a checkpoint keeps the next start quick.
+        store.close().await;
+        match result {
+            Ok(()) => {
+                tracing::info!("stopped cleanly");
+                Ok(())
+            }
+            Err(_) => Err(AppError::ShutdownTimeout(limit)),
+        }
+    }
+
+    async fn stop_in_order(self, reason: &str) {
+        let _ = self
+            .events
+            .send(Event::DaemonStopping {
+                reason: reason.to_owned(),
+            })
+            .await;
+        self.devices_cancel.cancel();
+        self.devices.close();
+        self.devices.wait().await;
+        // Every device task has ended and dropped its senders; dropping ours lets the
+        // pipeline drain what is left and end, and then the journal writer.
+        drop(self.reports);
+        let _ = self.pipeline.await;
+        drop(self.events);
+        let _ = self.journal.await;
+        self.background_cancel.cancel();
+        self.background.close();
+        self.background.wait().await;
+    }
+}
+
+/// Keeps systemd's `STATUS=` current and feeds its watchdog while the pipeline moves.
+async fn report_health(
+    registry: Registry,
+    peers: Arc<dyn Fn() -> Vec<PeerStatus> + Send + Sync>,
+    progress: Progress,
+    cancel: CancellationToken,
+) {
+    let watchdog = notify::watchdog_interval();
+    // systemd's advice: ping at half the interval. Without a watchdog, refresh STATUS=.
+    let period = watchdog.map_or(Duration::from_secs(2), |w| w / 2);
+    let mut tick = tokio::time::interval(period);
+    let mut last_status = String::new();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut status = registry.status_line();
+        for peer in peers() {
+            status.push_str(&format!("; {} {}", peer.name, peer.state));
+        }
+        if status != last_status {
+            notify::status(&status);
+            last_status = status;
+        }
+        if let Some(limit) = watchdog {
+            let quiet = progress.since_last_beat();
+            if quiet < limit {
+                notify::watchdog();
+            } else {
+                tracing::error!(
+                    quiet_ms = quiet.as_millis(),
+                    "pipeline made no progress; withholding the watchdog ping"
+                );
+            }
+        }
+    }
+}

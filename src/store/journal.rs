@@ -1,0 +1,166 @@
+//! The event journal: an append-only table of everything the daemon handled.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// An event on its way into the journal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JournalEntry {
+    /// When it happened.
+    pub at: SystemTime,
+    /// What kind of event (`tag_arrived`, `device_failed`, …).
+    pub kind: String,
+    /// The device it came from, if any.
+    pub device: Option<String>,
+    /// The station that device belongs to, if any.
+    pub station: Option<String>,
+    /// The event's data.
+    pub payload: serde_json::Value,
+}
+
+impl JournalEntry {
+    /// An entry of `kind` happening now, from no particular device.
+    pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> Self {
+        Self {
+            at: SystemTime::now(),
+            kind: kind.into(),
+            device: None,
+            station: None,
+            payload,
+        }
+    }
+}
+
+/// A journal row as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JournalRow {
+    /// Row id, increasing.
+    pub id: i64,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// What kind of event.
+    pub kind: String,
+    /// The device, if any.
+    pub device: Option<String>,
+    /// The station, if any.
+    pub station: Option<String>,
+    /// The event's data.
+    pub payload: serde_json::Value,
+}
+
+fn millis(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Store {
+    /// Appends `entries` in one transaction and returns the id of the last one.
+    ///
+    /// When this returns `Ok`, the entries are on disk (`synchronous=FULL`).
+    pub async fn append(&self, entries: &[JournalEntry]) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let mut last = None;
+        for entry in entries {
+            let row = sqlx::query(
+                "INSERT INTO journal (at_ms, kind, device, station, payload) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(millis(entry.at))
+            .bind(&entry.kind)
+            .bind(&entry.device)
+            .bind(&entry.station)
+            .bind(entry.payload.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            last = Some(row.try_get::<i64, _>(0)?);
+        }
+        tx.commit().await?;
+        Ok(last)
+    }
+
+    /// The newest `limit` rows, newest first, optionally only of one `kind`.
+    pub async fn recent(
+        &self,
+        limit: i64,
+        kind: Option<&str>,
+    ) -> Result<Vec<JournalRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, kind, device, station, payload FROM journal \
+             WHERE ($1 IS NULL OR kind = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id")?;
+                let payload: String = row.try_get("payload")?;
+                Ok(JournalRow {
+                    id,
+                    at_ms: row.try_get("at_ms")?,
+                    kind: row.try_get("kind")?,
+                    device: row.try_get("device")?,
+                    station: row.try_get("station")?,
+                    payload: serde_json::from_str(&payload)
+                        .map_err(|source| StoreError::Payload { id, source })?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many rows the journal holds.
+    pub async fn journal_len(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM journal")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("j.db")).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn appended_entries_come_back_newest_first_with_their_fields() {
+        let (_dir, store) = store().await;
+        let mut tag = JournalEntry::new("tag_arrived", json!({"uid": "E004"}));
+        tag.device = Some("gate-1".into());
+        tag.station = Some("exit".into());
+        let last = store
+            .append(&[JournalEntry::new("daemon_started", json!({})), tag])
+            .await
+            .unwrap();
+        assert_eq!(last, Some(2));
+        let rows = store.recent(10, None).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].kind, "tag_arrived");
+        assert_eq!(rows[0].device.as_deref(), Some("gate-1"));
+        assert_eq!(rows[0].station.as_deref(), Some("exit"));
+        assert_eq!(rows[0].payload, json!({"uid": "E004"}));
+        assert_eq!(rows[1].kind, "daemon_started");
+        let only_tags = store.recent(10, Some("tag_arrived")).await.unwrap();
+        assert_eq!(only_tags.len(), 1);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_writes_nothing() {
+        let (_dir, store) = store().await;
+        assert_eq!(store.append(&[]).await.unwrap(), None);
+        assert_eq!(store.journal_len().await.unwrap(), 0);
+        store.close().await;
+    }
+}

@@ -1,0 +1,184 @@
+//! The local store: SQLite through sqlx, with embedded migrations.
+//!
+//! Durability first (DESIGN.md principle 3): WAL journal, `synchronous=FULL`, so a
+//! transaction that returned from `commit` survives a power cut. Queries are runtime
+//! `query`/`query_as` with portable SQL, so a PostgreSQL backend can follow.
+
+mod journal;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+pub use journal::{JournalEntry, JournalRow};
+
+/// What went wrong with the store. Messages name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The state directory could not be created.
+    #[error("cannot create the state directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error("cannot open the store {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("cannot migrate the store {path}: {source}")]
+    Migrate {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A query failed.
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    /// A stored payload is not the JSON it should be.
+    #[error("journal row {id} has a payload that is not JSON: {source}")]
+    Payload {
+        /// The row.
+        id: i64,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The daemon's store. Cheap to clone (a pool handle).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if missing) the SQLite file at `path` and runs the migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let open_error = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(open_error)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        // One writer is all SQLite allows; a few more connections serve readers (API).
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checkpoints the WAL into the main file and closes every connection.
+    pub async fn close(&self) {
+        // A failed checkpoint loses nothing (the WAL stays and is replayed on open).
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint at shutdown failed; it will run at next start");
+        }
+        self.pool.close().await;
+    }
+
+    /// The pool, for the modules that own tables.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn open_creates_the_file_and_directories_and_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/state/rfidgw.db");
+        let store = Store::open(&path).await.unwrap();
+        assert!(path.is_file());
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous must be FULL (2)");
+        let (migrations,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert!(migrations >= 1);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn reopening_an_existing_store_keeps_its_data_and_does_not_remigrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rfidgw.db");
+        let store = Store::open(&path).await.unwrap();
+        store
+            .append(&[JournalEntry::new("test", serde_json::json!({"n": 1}))])
+            .await
+            .unwrap();
+        store.close().await;
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(store.journal_len().await.unwrap(), 1);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_database_gives_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("garbage.db");
+        std::fs::write(&path, b"this is not sqlite, just some text that is long enough").unwrap();
+        let error = Store::open(&path).await.unwrap_err().to_string();
+        assert!(error.contains("garbage.db"), "{error}");
+    }
+}

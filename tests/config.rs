@@ -1,0 +1,195 @@
+//! Config layering (file, then `RFIDGW__` environment) and every kind of config error.
+
+use std::path::PathBuf;
+
+use rfidgw::config::{Config, ConfigError, LogFormat};
+
+fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rfidgw.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+const MINIMAL: &str = r#"
+[daemon]
+data_dir = "/tmp/rfidgw-test"
+
+[api]
+listen = "127.0.0.1:0"
+
+[[devices]]
+id = "gate-reader"
+driver = "sim"
+settings = { round_ms = 1000 }
+
+[[stations]]
+id = "exit"
+kind = "gate"
+devices = ["gate-reader"]
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn load_error(text: &str) -> String {
+    let (_dir, path) = write(text);
+    let error = Config::load_with_env(&path, env(&[])).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("rfidgw.toml"), "error must name the file: {message}");
+    message
+}
+
+#[test]
+fn a_minimal_file_loads_with_defaults_for_everything_else() {
+    let (_dir, path) = write(MINIMAL);
+    let config = Config::load_with_env(&path, env(&[])).unwrap();
+    assert_eq!(config.devices.len(), 1);
+    assert_eq!(config.station_of("gate-reader").unwrap().id, "exit");
+    assert_eq!(config.daemon.log_level, "info");
+    assert_eq!(config.daemon.log_format, LogFormat::Auto);
+    assert_eq!(config.store.file, PathBuf::from("rfidgw.db"));
+}
+
+#[test]
+fn environment_overrides_the_file_by_section_and_key() {
+    let (_dir, path) = write(MINIMAL);
+    let config = Config::load_with_env(
+        &path,
+        env(&[
+            ("RFIDGW__API__LISTEN", "0.0.0.0:9000"),
+            ("RFIDGW__DAEMON__SHUTDOWN_TIMEOUT_MS", "1234"),
+            ("RFIDGW__DAEMON__LOG_FORMAT", "json"),
+            ("OTHER__API__LISTEN", "1.2.3.4:1"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.api.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(config.daemon.shutdown_timeout_ms, 1234);
+    assert_eq!(config.daemon.log_format, LogFormat::Json);
+}
+
+#[test]
+fn an_environment_override_with_a_wrong_type_names_the_key() {
+    let (_dir, path) = write(MINIMAL);
+    let error = Config::load_with_env(&path, env(&[("RFIDGW__DAEMON__SHUTDOWN_TIMEOUT_MS", "soon")]))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("shutdown_timeout_ms"), "{error}");
+}
+
+#[test]
+fn a_misspelt_key_is_rejected_and_named() {
+    let message = load_error(&MINIMAL.replace("listen =", "listne ="));
+    assert!(message.contains("listne"), "{message}");
+}
+
+#[test]
+fn an_unknown_section_is_rejected_and_named() {
+    let message = load_error(&format!("{MINIMAL}\n[gatez]\nx = 1\n"));
+    assert!(message.contains("gatez"), "{message}");
+}
+
+#[test]
+fn a_wrong_type_names_the_key() {
+    let message = load_error(&MINIMAL.replace(
+        "data_dir = \"/tmp/rfidgw-test\"",
+        "data_dir = \"/tmp\"\nshutdown_timeout_ms = \"five\"",
+    ));
+    assert!(message.contains("shutdown_timeout_ms"), "{message}");
+}
+
+#[test]
+fn a_bad_socket_address_names_the_key() {
+    let message = load_error(&MINIMAL.replace("127.0.0.1:0", "localhost"));
+    assert!(message.contains("listen"), "{message}");
+}
+
+#[test]
+fn a_missing_required_value_names_the_key() {
+    let message = load_error(&MINIMAL.replace("id = \"gate-reader\"\n", ""));
+    assert!(message.contains("id"), "{message}");
+}
+
+#[test]
+fn an_unknown_driver_is_rejected_and_named() {
+    let message = load_error(&MINIMAL.replace("driver = \"sim\"", "driver = \"teleport\""));
+    assert!(message.contains("teleport"), "{message}");
+}
+
+#[test]
+fn bad_driver_settings_name_the_device_and_the_key() {
+    let message = load_error(&MINIMAL.replace("round_ms = 1000", "round_ms = 1000, speed = 3"));
+    assert!(message.contains("devices.gate-reader.settings"), "{message}");
+    assert!(message.contains("speed"), "{message}");
+    let message = load_error(&MINIMAL.replace("round_ms = 1000", "round_ms = \"soon\""));
+    assert!(message.contains("devices.gate-reader.settings: round_ms"), "{message}");
+}
+
+#[test]
+fn duplicate_device_ids_are_rejected() {
+    let twice = MINIMAL.replace(
+        "[[stations]]",
+        "[[devices]]\nid = \"gate-reader\"\ndriver = \"sim\"\nsettings = { round_ms = 5 }\n\n[[stations]]",
+    );
+    let message = load_error(&twice);
+    assert!(message.contains("devices.gate-reader"), "{message}");
+    assert!(message.contains("unique"), "{message}");
+}
+
+#[test]
+fn a_station_naming_an_unknown_device_is_rejected() {
+    let message = load_error(&MINIMAL.replace("devices = [\"gate-reader\"]", "devices = [\"nope\"]"));
+    assert!(message.contains("stations.exit.devices"), "{message}");
+    assert!(message.contains("nope"), "{message}");
+}
+
+#[test]
+fn a_bad_log_filter_is_rejected() {
+    let message = load_error(&MINIMAL.replace(
+        "data_dir = \"/tmp/rfidgw-test\"",
+        "data_dir = \"/tmp\"\nlog_level = \"info,=[\"",
+    ));
+    assert!(message.contains("daemon.log_level"), "{message}");
+}
+
+#[test]
+fn a_file_that_is_not_toml_says_where() {
+    let message = load_error("[daemon\nlog_level = 1");
+    assert!(!message.is_empty());
+}
+
+#[test]
+fn a_missing_file_is_reported_by_name() {
+    let error = Config::load_with_env(std::path::Path::new("/nonexistent/rfidgw.toml"), env(&[]))
+        .unwrap_err();
+    assert!(matches!(error, ConfigError::Load { .. }));
+    assert!(error.to_string().contains("/nonexistent/rfidgw.toml"), "{error}");
+}
+
+#[test]
+fn the_documented_example_and_the_demo_config_are_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in ["config/rfidgw.toml", "config/demo.toml"] {
+        let path = PathBuf::from(root).join(file);
+        if let Err(error) = Config::load_with_env(&path, env(&[])) {
+            panic!("{file} is not valid: {error}");
+        }
+    }
+}
+
+#[test]
+fn state_directory_from_systemd_wins_over_data_dir() {
+    use rfidgw::config::resolve_state_dir;
+    let data_dir = std::path::Path::new("/srv/rfidgw");
+    let table = [
+        (None, "/srv/rfidgw"),
+        (Some(""), "/srv/rfidgw"),
+        (Some("/var/lib/rfidgw"), "/var/lib/rfidgw"),
+        (Some("/var/lib/rfidgw:/var/lib/other"), "/var/lib/rfidgw"),
+    ];
+    for (env, expected) in table {
+        assert_eq!(resolve_state_dir(env, data_dir), PathBuf::from(expected), "{env:?}");
+    }
+}
