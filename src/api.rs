@@ -87,7 +87,9 @@ async fn journal(
             "limit must be between 1 and 1000, got {limit}"
         )));
     }
-    Ok(Json(state.store.recent(limit, query.kind.as_deref()).await?))
+    Ok(Json(
+        state.store.recent(limit, query.kind.as_deref()).await?,
+    ))
 }
 
 /// Every way a request can fail, mapped to a status code and a JSON body here only.
@@ -158,7 +160,10 @@ mod tests {
             .unwrap();
         let code = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (code, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+        (
+            code,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     #[tokio::test]

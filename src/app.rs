@@ -7,6 +7,7 @@
 //! then the pipeline drains, then the journal commits what is left, then the store closes.
 //! Nothing that was handed to the journal is dropped on a graceful stop.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,32 +84,13 @@ impl Daemon {
         let peers: Arc<dyn Fn() -> Vec<PeerStatus> + Send + Sync> = Arc::new(Vec::new);
 
         let api_addr = if config.api.enabled {
-            let listener = tokio::net::TcpListener::bind(config.api.listen)
-                .await
-                .map_err(|source| AppError::Bind {
-                    addr: config.api.listen,
-                    source,
-                })?;
-            let addr = listener.local_addr().map_err(|source| AppError::Bind {
-                addr: config.api.listen,
-                source,
-            })?;
-            let router = api::router(ApiState {
+            let state = ApiState {
                 registry: registry.clone(),
                 store: store.clone(),
                 started,
                 peers: peers.clone(),
-            });
-            let stop = background_cancel.clone();
-            background.spawn(async move {
-                let serve = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await });
-                if let Err(error) = serve.await {
-                    tracing::error!(%error, "API server failed");
-                }
-            });
-            tracing::info!(%addr, "API listening");
-            Some(addr)
+            };
+            Some(serve_api(config.api.listen, state, &background, &background_cancel).await?)
         } else {
             None
         };
@@ -242,6 +224,34 @@ impl Daemon {
     }
 }
 
+/// Binds the API listener (before READY, so a taken port fails the start) and serves it
+/// until `stop` fires.
+async fn serve_api(
+    listen: SocketAddr,
+    state: ApiState,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) -> Result<SocketAddr, AppError> {
+    let bind_error = |source| AppError::Bind {
+        addr: listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let stop = stop.clone();
+    tasks.spawn(async move {
+        let serve = axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "API server failed");
+        }
+    });
+    tracing::info!(%addr, "API listening");
+    Ok(addr)
+}
+
 /// Keeps systemd's `STATUS=` current and feeds its watchdog while the pipeline moves.
 async fn report_health(
     registry: Registry,
@@ -261,7 +271,7 @@ async fn report_health(
         }
         let mut status = registry.status_line();
         for peer in peers() {
-            status.push_str(&format!("; {} {}", peer.name, peer.state));
+            let _ = write!(status, "; {} {}", peer.name, peer.state);
         }
         if status != last_status {
             notify::status(&status);

@@ -92,13 +92,17 @@ impl Event {
                 report,
                 decoded,
             } => {
-                let mut payload = serde_json::to_value(&report.event).unwrap_or_else(|e| {
-                    json!({ "unserialisable": e.to_string() })
-                });
+                let mut payload = serde_json::to_value(&report.event)
+                    .unwrap_or_else(|e| json!({ "unserialisable": e.to_string() }));
                 if let (Some(decoded), Some(map)) = (decoded, payload.as_object_mut()) {
                     map.insert("decoded".into(), decoded.clone());
                 }
-                (report.at, Some(report.device.clone()), station.clone(), payload)
+                (
+                    report.at,
+                    Some(report.device.clone()),
+                    station.clone(),
+                    payload,
+                )
             }
             Self::DeviceStarted { device, .. } | Self::DeviceFailed { device, .. } => (
                 SystemTime::now(),

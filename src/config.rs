@@ -218,7 +218,10 @@ impl Config {
         let mut device_ids = HashSet::new();
         for device in &self.devices {
             if device.id.trim().is_empty() {
-                return Err(invalid("devices.id".into(), "a device id must not be empty".into()));
+                return Err(invalid(
+                    "devices.id".into(),
+                    "a device id must not be empty".into(),
+                ));
             }
             if !device_ids.insert(device.id.as_str()) {
                 return Err(invalid(
@@ -255,7 +258,10 @@ impl Config {
             }
         }
         if self.store.batch_max == 0 {
-            return Err(invalid("store.batch_max".into(), "must be at least 1".into()));
+            return Err(invalid(
+                "store.batch_max".into(),
+                "must be at least 1".into(),
+            ));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.daemon.log_level) {
             return Err(invalid("daemon.log_level".into(), e.to_string()));

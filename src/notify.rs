@@ -11,10 +11,10 @@ use sd_notify::NotifyState;
 static WARNED: AtomicBool = AtomicBool::new(false);
 
 fn send(states: &[NotifyState<'_>]) {
-    if let Err(error) = sd_notify::notify(states) {
-        if !WARNED.swap(true, Ordering::Relaxed) {
-            tracing::warn!(%error, "cannot notify systemd (NOTIFY_SOCKET); continuing without");
-        }
+    if let Err(error) = sd_notify::notify(states)
+        && !WARNED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(%error, "cannot notify systemd (NOTIFY_SOCKET); continuing without");
     }
 }
 

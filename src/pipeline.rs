@@ -67,7 +67,7 @@ pub async fn run_devices(
     let mut last_link: HashMap<String, LinkState> = HashMap::new();
     while let Some(report) = reports.recv().await {
         let device = report.device.clone();
-        let mut decoded = None;
+        let mut decoded_item = None;
         match &report.event {
             DeviceEvent::Health { link, counters } => {
                 registry.set_link(&device, *link, *counters);
@@ -77,17 +77,19 @@ pub async fn run_devices(
             }
             DeviceEvent::TagArrived(read) => {
                 registry.touch(&device, |s| s.tags_present += 1);
-                decoded = decoder.as_ref().map(|decode| decode(read));
+                decoded_item = decoder.as_ref().map(|decode| decode(read));
             }
             DeviceEvent::TagDeparted { .. } => {
-                registry.touch(&device, |s| s.tags_present = s.tags_present.saturating_sub(1));
+                registry.touch(&device, |s| {
+                    s.tags_present = s.tags_present.saturating_sub(1)
+                });
             }
             DeviceEvent::Card(_) | DeviceEvent::Inputs(_) => registry.touch(&device, |_| {}),
         }
         let event = Event::Device {
             station: registry.station_of(&device),
             report,
-            decoded,
+            decoded: decoded_item,
         };
         if events.send(event).await.is_err() {
             tracing::error!("journal writer is gone; device reports are no longer recorded");
@@ -186,23 +188,57 @@ mod tests {
         let (report_tx, report_rx) = mpsc::channel(16);
         let (event_tx, event_rx) = mpsc::channel(16);
         let (published, mut subscriber) = broadcast::channel(16);
-        let decoder: TagDecoder = Arc::new(|read| serde_json::json!({"uid_len": read.uid.as_bytes().len()}));
-        let devices = tokio::spawn(run_devices(report_rx, event_tx, registry.clone(), Some(decoder)));
-        let journal = tokio::spawn(run_journal(event_rx, store.clone(), published, Progress::default(), 8));
+        let decoder: TagDecoder =
+            Arc::new(|read| serde_json::json!({"uid_len": read.uid.as_bytes().len()}));
+        let devices = tokio::spawn(run_devices(
+            report_rx,
+            event_tx,
+            registry.clone(),
+            Some(decoder),
+        ));
+        let journal = tokio::spawn(run_journal(
+            event_rx,
+            store.clone(),
+            published,
+            Progress::default(),
+            8,
+        ));
 
         let uid = Uid::new([0xE0, 0x04, 0x01]);
-        let health = DeviceEvent::Health { link: LinkState::Connected, counters: LineCounters::default() };
+        let health = DeviceEvent::Health {
+            link: LinkState::Connected,
+            counters: LineCounters::default(),
+        };
         report_tx.send(report(health.clone())).await.unwrap();
         report_tx.send(report(health)).await.unwrap(); // unchanged link: not an event
-        report_tx.send(report(DeviceEvent::TagArrived(TagRead::uid_only(uid.clone())))).await.unwrap();
-        report_tx.send(report(DeviceEvent::TagDeparted { uid })).await.unwrap();
+        report_tx
+            .send(report(DeviceEvent::TagArrived(TagRead::uid_only(
+                uid.clone(),
+            ))))
+            .await
+            .unwrap();
+        report_tx
+            .send(report(DeviceEvent::TagDeparted { uid }))
+            .await
+            .unwrap();
         drop(report_tx);
         devices.await.unwrap();
         journal.await.unwrap();
 
-        let kinds: Vec<String> = store.recent(10, None).await.unwrap().into_iter().rev().map(|r| r.kind).collect();
+        let kinds: Vec<String> = store
+            .recent(10, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .rev()
+            .map(|r| r.kind)
+            .collect();
         assert_eq!(kinds, ["device_connected", "tag_arrived", "tag_departed"]);
-        let arrived = store.recent(1, Some("tag_arrived")).await.unwrap().remove(0);
+        let arrived = store
+            .recent(1, Some("tag_arrived"))
+            .await
+            .unwrap()
+            .remove(0);
         assert_eq!(arrived.station.as_deref(), Some("exit"));
         assert_eq!(arrived.payload["decoded"]["uid_len"], 3);
 
@@ -210,7 +246,10 @@ mod tests {
         while let Ok(event) = subscriber.try_recv() {
             published_kinds.push(event.kind());
         }
-        assert_eq!(published_kinds, ["device_connected", "tag_arrived", "tag_departed"]);
+        assert_eq!(
+            published_kinds,
+            ["device_connected", "tag_arrived", "tag_departed"]
+        );
         let status = &registry.snapshot()[0];
         assert_eq!(status.tags_present, 0);
         assert_eq!(status.state, crate::registry::DeviceState::Connected);
@@ -229,7 +268,11 @@ mod tests {
         let progress = Progress::default();
         let journal = tokio::spawn(run_journal(event_rx, store, published, progress.clone(), 8));
         tokio::time::sleep(Duration::from_secs(30)).await;
-        assert!(progress.since_last_beat() <= IDLE_BEAT, "{:?}", progress.since_last_beat());
+        assert!(
+            progress.since_last_beat() <= IDLE_BEAT,
+            "{:?}",
+            progress.since_last_beat()
+        );
         journal.abort();
     }
 }

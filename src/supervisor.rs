@@ -19,7 +19,7 @@ use crate::registry::{DeviceState, Registry};
 /// The first pause after a failure.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// A device that ran this long before failing is considered healthy again.
-pub const STABLE_AFTER: Duration = Duration::from_secs(60);
+pub const STABLE_AFTER: Duration = Duration::from_mins(1);
 
 /// The pause before restart number `failures` (1 = first failure), without jitter:
 /// 0.5 s, 1 s, 2 s, … capped at `max`.
@@ -148,7 +148,11 @@ mod tests {
             (u32::MAX, 30_000),
         ];
         for (failures, ms) in table {
-            assert_eq!(backoff(failures, max), Duration::from_millis(ms), "failures {failures}");
+            assert_eq!(
+                backoff(failures, max),
+                Duration::from_millis(ms),
+                "failures {failures}"
+            );
         }
     }
 
@@ -156,7 +160,10 @@ mod tests {
     fn jitter_stays_within_twenty_percent() {
         for _ in 0..1000 {
             let j = jittered(Duration::from_secs(10));
-            assert!(j >= Duration::from_secs(8) && j <= Duration::from_secs(12), "{j:?}");
+            assert!(
+                j >= Duration::from_secs(8) && j <= Duration::from_secs(12),
+                "{j:?}"
+            );
         }
     }
 
@@ -188,7 +195,11 @@ mod tests {
         let mut pauses = Vec::new();
         while pauses.len() < 5 {
             match events_rx.recv().await.unwrap() {
-                Event::DeviceFailed { restart_in_ms, error, .. } => {
+                Event::DeviceFailed {
+                    restart_in_ms,
+                    error,
+                    ..
+                } => {
                     assert!(error.contains("simulated unplug"), "{error}");
                     pauses.push(restart_in_ms);
                 }
@@ -206,7 +217,13 @@ mod tests {
         let status = &registry.snapshot()[0];
         assert_eq!(status.state, DeviceState::Restarting);
         assert!(status.restarts >= 4);
-        assert!(status.last_error.as_deref().unwrap_or_default().contains("simulated unplug"));
+        assert!(
+            status
+                .last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("simulated unplug")
+        );
 
         cancel.cancel();
         task.await.unwrap();

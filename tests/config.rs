@@ -30,14 +30,20 @@ devices = ["gate-reader"]
 "#;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 fn load_error(text: &str) -> String {
     let (_dir, path) = write(text);
     let error = Config::load_with_env(&path, env(&[])).unwrap_err();
     let message = error.to_string();
-    assert!(message.contains("rfidgw.toml"), "error must name the file: {message}");
+    assert!(
+        message.contains("rfidgw.toml"),
+        "error must name the file: {message}"
+    );
     message
 }
 
@@ -73,9 +79,12 @@ fn environment_overrides_the_file_by_section_and_key() {
 #[test]
 fn an_environment_override_with_a_wrong_type_names_the_key() {
     let (_dir, path) = write(MINIMAL);
-    let error = Config::load_with_env(&path, env(&[("RFIDGW__DAEMON__SHUTDOWN_TIMEOUT_MS", "soon")]))
-        .unwrap_err()
-        .to_string();
+    let error = Config::load_with_env(
+        &path,
+        env(&[("RFIDGW__DAEMON__SHUTDOWN_TIMEOUT_MS", "soon")]),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(error.contains("shutdown_timeout_ms"), "{error}");
 }
 
@@ -121,10 +130,16 @@ fn an_unknown_driver_is_rejected_and_named() {
 #[test]
 fn bad_driver_settings_name_the_device_and_the_key() {
     let message = load_error(&MINIMAL.replace("round_ms = 1000", "round_ms = 1000, speed = 3"));
-    assert!(message.contains("devices.gate-reader.settings"), "{message}");
+    assert!(
+        message.contains("devices.gate-reader.settings"),
+        "{message}"
+    );
     assert!(message.contains("speed"), "{message}");
     let message = load_error(&MINIMAL.replace("round_ms = 1000", "round_ms = \"soon\""));
-    assert!(message.contains("devices.gate-reader.settings: round_ms"), "{message}");
+    assert!(
+        message.contains("devices.gate-reader.settings: round_ms"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -140,7 +155,8 @@ fn duplicate_device_ids_are_rejected() {
 
 #[test]
 fn a_station_naming_an_unknown_device_is_rejected() {
-    let message = load_error(&MINIMAL.replace("devices = [\"gate-reader\"]", "devices = [\"nope\"]"));
+    let message =
+        load_error(&MINIMAL.replace("devices = [\"gate-reader\"]", "devices = [\"nope\"]"));
     assert!(message.contains("stations.exit.devices"), "{message}");
     assert!(message.contains("nope"), "{message}");
 }
@@ -165,7 +181,10 @@ fn a_missing_file_is_reported_by_name() {
     let error = Config::load_with_env(std::path::Path::new("/nonexistent/rfidgw.toml"), env(&[]))
         .unwrap_err();
     assert!(matches!(error, ConfigError::Load { .. }));
-    assert!(error.to_string().contains("/nonexistent/rfidgw.toml"), "{error}");
+    assert!(
+        error.to_string().contains("/nonexistent/rfidgw.toml"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -190,6 +209,10 @@ fn state_directory_from_systemd_wins_over_data_dir() {
         (Some("/var/lib/rfidgw:/var/lib/other"), "/var/lib/rfidgw"),
     ];
     for (env, expected) in table {
-        assert_eq!(resolve_state_dir(env, data_dir), PathBuf::from(expected), "{env:?}");
+        assert_eq!(
+            resolve_state_dir(env, data_dir),
+            PathBuf::from(expected),
+            "{env:?}"
+        );
     }
 }

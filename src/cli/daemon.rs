@@ -25,7 +25,7 @@ pub struct CheckConfigArgs {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, then shuts down gracefully (exit 0).
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     logging::init(&config.daemon.log_level, config.daemon.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -44,7 +44,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => daemon::run(args),
+        Command::Run(args) => daemon::run(&args),
         Command::CheckConfig(args) => daemon::check_config(&args),
         Command::Tag(command) => tag::run(command),
         Command::Sip2(args) => sip2::run(args),

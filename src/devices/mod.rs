@@ -64,7 +64,11 @@ impl DeviceConfig {
                 let message = e.into_inner().message().to_owned();
                 DeviceConfigError {
                     device: self.id.clone(),
-                    message: if path == "." { message } else { format!("{path}: {message}") },
+                    message: if path == "." {
+                        message
+                    } else {
+                        format!("{path}: {message}")
+                    },
                 }
             },
         )

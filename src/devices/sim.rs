@@ -56,8 +56,9 @@ fn default_true() -> bool {
 fn hex_byte<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
     let text: Option<String> = Option::deserialize(d)?;
     text.map(|t| {
-        u8::from_str_radix(t.trim_start_matches("0x"), 16)
-            .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a hex byte such as \"07\"")))
+        u8::from_str_radix(t.trim_start_matches("0x"), 16).map_err(|_| {
+            serde::de::Error::custom(format!("`{t}` is not a hex byte such as \"07\""))
+        })
     })
     .transpose()
 }
@@ -162,7 +163,11 @@ impl Device for SimReader {
 }
 
 fn simulated_unplug() -> rfidgw_driver::DeviceError {
-    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "simulated unplug (fail_after_ms)").into()
+    std::io::Error::new(
+        std::io::ErrorKind::BrokenPipe,
+        "simulated unplug (fail_after_ms)",
+    )
+    .into()
 }
 
 #[cfg(test)]
@@ -206,7 +211,8 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(64);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(
-            Box::new(SimReader::new(settings())).run(DeviceEventSink::new("sim-1", tx), cancel.clone()),
+            Box::new(SimReader::new(settings()))
+                .run(DeviceEventSink::new("sim-1", tx), cancel.clone()),
         );
         let mut reports = Vec::new();
         for _ in 0..9 {
@@ -228,7 +234,9 @@ mod tests {
                 "-E004010031269117"
             ]
         );
-        let DeviceEvent::TagArrived(first) = &reports[1].event else { unreachable!() };
+        let DeviceEvent::TagArrived(first) = &reports[1].event else {
+            unreachable!()
+        };
         assert_eq!(first.afi, Some(0x07));
         assert_eq!(first.memory.as_deref(), Some(&[0x11, 0x01][..]));
         assert!(reports.iter().all(|r| r.device == "sim-1"));
@@ -242,7 +250,10 @@ mod tests {
             "round_ms = 1\n[[tags]]\nuid = \"E0\"\nmemory = \"zz\"\nat_ms = 0\nstay_ms = 1",
         )
         .unwrap_err();
-        assert!(bad_memory.message().contains("memory is not hex"), "{bad_memory}");
+        assert!(
+            bad_memory.message().contains("memory is not hex"),
+            "{bad_memory}"
+        );
         let bad_afi = toml::from_str::<SimSettings>(
             "round_ms = 1\n[[tags]]\nuid = \"E0\"\nafi = \"zz\"\nat_ms = 0\nstay_ms = 1",
         )

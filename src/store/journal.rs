@@ -113,6 +113,14 @@ impl Store {
             .collect()
     }
 
+    /// The id of the newest row, if any.
+    pub async fn journal_last_id(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(id) FROM journal")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// How many rows the journal holds.
     pub async fn journal_len(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) FROM journal")

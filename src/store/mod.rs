@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use journal::{JournalEntry, JournalRow};
 
@@ -123,6 +123,14 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// SQLite's own consistency check: `"ok"` or the list of problems it found.
+    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+        let (verdict,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(verdict)
+    }
+
     /// The pool, for the modules that own tables.
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -177,7 +185,11 @@ mod tests {
     async fn a_file_that_is_not_a_database_gives_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("garbage.db");
-        std::fs::write(&path, b"this is not sqlite, just some text that is long enough").unwrap();
+        std::fs::write(
+            &path,
+            b"this is not sqlite, just some text that is long enough",
+        )
+        .unwrap();
         let error = Store::open(&path).await.unwrap_err().to_string();
         assert!(error.contains("garbage.db"), "{error}");
     }

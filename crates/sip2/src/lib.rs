@@ -13,7 +13,7 @@
 //! * [`tls`]: rustls client with a CA file or a pinned certificate;
 //! * [`acs_sim`]: an in-memory ACS used by the tests and the demo.
 
-//TMP pub mod acs_sim;
+pub mod acs_sim;
 pub mod checksum;
 //TMP pub mod client;
 pub mod codec;
@@ -23,7 +23,7 @@ pub mod frame;
 pub mod secret;
 pub mod tls;
 
-//TMP pub use acs_sim::{AcsSimulator, SimConfig, SimControl};
+pub use acs_sim::{AcsSimulator, Fault, SimConfig, SimControl};
 //TMP pub use client::{Completion, PeerState, PeerStatus, Sip2Error, Sip2Pool};
 pub use codec::{ChecksumPolicy, Sip2Codec};
 pub use dialect::{Dialect, Profile, Sip2PeerConfig};

@@ -14,8 +14,11 @@ enum ByteText {
 
 fn parse_byte<E: serde::de::Error>(value: ByteText) -> Result<u8, E> {
     match value {
-        ByteText::Number(n) => u8::try_from(n)
-            .map_err(|_| E::custom(format!("{n} is not a byte (0 to 255, or hex text such as \"07\")"))),
+        ByteText::Number(n) => u8::try_from(n).map_err(|_| {
+            E::custom(format!(
+                "{n} is not a byte (0 to 255, or hex text such as \"07\")"
+            ))
+        }),
         ByteText::Text(t) => {
             let digits = t.trim().trim_start_matches("0x").trim_start_matches("0X");
             if digits.is_empty() || digits.len() > 2 {
@@ -37,6 +40,7 @@ pub mod byte {
     }
 
     /// Writes a byte as two upper-case hex digits.
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `with` fixes this signature
     pub fn serialize<S: Serializer>(value: &u8, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{value:02X}"))
     }
@@ -54,6 +58,7 @@ pub mod opt_byte {
     }
 
     /// Writes an optional byte as two upper-case hex digits.
+    #[allow(clippy::ref_option)] // serde's `with` fixes this signature
     pub fn serialize<S: Serializer>(value: &Option<u8>, s: S) -> Result<S::Ok, S::Error> {
         match value {
             Some(v) => s.serialize_some(&format!("{v:02X}")),

@@ -49,7 +49,9 @@ impl Uid {
         if compact.is_empty() {
             return Err(UidError::Empty);
         }
-        hex::decode(&compact).map(Self).map_err(|e| UidError::NotHex(e.to_string()))
+        hex::decode(&compact)
+            .map(Self)
+            .map_err(|e| UidError::NotHex(e.to_string()))
     }
 }
 
@@ -335,8 +337,10 @@ pub trait HfReader: Send {
     ) -> impl Future<Output = Result<TagOutcome<()>, DeviceError>> + Send;
 
     /// Reads the tag's AFI.
-    fn read_afi(&mut self, uid: &Uid)
-    -> impl Future<Output = Result<TagOutcome<u8>, DeviceError>> + Send;
+    fn read_afi(
+        &mut self,
+        uid: &Uid,
+    ) -> impl Future<Output = Result<TagOutcome<u8>, DeviceError>> + Send;
 
     /// Writes the tag's AFI.
     fn write_afi(
@@ -346,8 +350,10 @@ pub trait HfReader: Send {
     ) -> impl Future<Output = Result<TagOutcome<()>, DeviceError>> + Send;
 
     /// Reads the NXP EAS bit.
-    fn read_eas(&mut self, uid: &Uid)
-    -> impl Future<Output = Result<TagOutcome<bool>, DeviceError>> + Send;
+    fn read_eas(
+        &mut self,
+        uid: &Uid,
+    ) -> impl Future<Output = Result<TagOutcome<bool>, DeviceError>> + Send;
 
     /// Sets (`true`) or resets (`false`) the NXP EAS bit.
     fn write_eas(
@@ -387,6 +393,7 @@ pub struct FrameDescription {
 mod opt_hex {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    #[allow(clippy::ref_option)] // serde's `with` fixes this signature
     pub fn serialize<S: Serializer>(value: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match value {
             Some(bytes) => s.serialize_some(&hex::encode_upper(bytes)),

@@ -263,7 +263,12 @@ impl HfHandle {
 
     /// Sets or resets the EAS bit.
     pub async fn write_eas(&self, uid: &Uid, on: bool) -> Result<TagOutcome<()>, HfCommandError> {
-        let outcome = self.call(HfRequest::WriteEas { uid: uid.clone(), on }).await?;
+        let outcome = self
+            .call(HfRequest::WriteEas {
+                uid: uid.clone(),
+                on,
+            })
+            .await?;
         Ok(outcome.map(drop))
     }
 
@@ -296,10 +301,9 @@ async fn execute<R: HfReader>(
             .await?
             .map(|()| HfResponse::Done),
         HfRequest::ReadEas { uid } => reader.read_eas(&uid).await?.map(HfResponse::Eas),
-        HfRequest::WriteEas { uid, on } => reader
-            .write_eas(&uid, on)
-            .await?
-            .map(|()| HfResponse::Done),
+        HfRequest::WriteEas { uid, on } => {
+            reader.write_eas(&uid, on).await?.map(|()| HfResponse::Done)
+        }
     })
 }
 
@@ -315,7 +319,10 @@ async fn arrival_read<R: HfReader>(
         ..TagRead::uid_only(entry.uid.clone())
     };
     if config.memory_blocks > 0 {
-        match reader.read_blocks(&entry.uid, 0, config.memory_blocks).await? {
+        match reader
+            .read_blocks(&entry.uid, 0, config.memory_blocks)
+            .await?
+        {
             Ok(memory) => read.memory = Some(memory),
             Err(ReaderRefusal::NoTransponder) => return Ok(None),
             Err(refusal) => {
@@ -354,16 +361,16 @@ pub async fn run<R: HfReader>(
         () = cancel.cancelled() => Ok(()),
         result = poll_forever(reader, config, sink, commands) => result,
     };
-    if let Err(error) = &result {
-        if !matches!(error, DeviceError::SinkClosed(_)) {
-            // Best effort: the bus may be gone too.
-            let _ = sink
-                .send(DeviceEvent::Health {
-                    link: LinkState::Disconnected,
-                    counters: reader.line_counters(),
-                })
-                .await;
-        }
+    if let Err(error) = &result
+        && !matches!(error, DeviceError::SinkClosed(_))
+    {
+        // Best effort: the bus may be gone too.
+        let _ = sink
+            .send(DeviceEvent::Health {
+                link: LinkState::Disconnected,
+                counters: reader.line_counters(),
+            })
+            .await;
     }
     result
 }
@@ -388,23 +395,27 @@ async fn poll_forever<R: HfReader>(
     loop {
         // Between polls: serve commands until it is time to poll again.
         loop {
-            let command = match commands.as_deref_mut() {
-                Some(rx) => tokio::select! {
-                    () = tokio::time::sleep_until(next_poll) => None,
-                    command = rx.recv() => command,
-                },
-                None => {
-                    tokio::time::sleep_until(next_poll).await;
-                    None
-                }
+            let Some(rx) = commands.as_deref_mut() else {
+                tokio::time::sleep_until(next_poll).await;
+                break;
             };
-            let Some(command) = command else { break };
+            let command = tokio::select! {
+                () = tokio::time::sleep_until(next_poll) => break,
+                command = rx.recv() => command,
+            };
+            let Some(command) = command else {
+                // Every handle is gone: no more commands, just poll.
+                commands = None;
+                continue;
+            };
             match execute(reader, command.request).await {
                 Ok(outcome) => {
                     let _ = command.reply.send(Ok(outcome));
                 }
                 Err(error) => {
-                    let _ = command.reply.send(Err(HfCommandError::Line(error.to_string())));
+                    let _ = command
+                        .reply
+                        .send(Err(HfCommandError::Line(error.to_string())));
                     return Err(error);
                 }
             }
@@ -476,9 +487,9 @@ mod tests {
             (&["B2"], &[], &[]),       // A1 missed once: still present
             (&["A1", "B2"], &[], &[]), // A1 back before the limit: no new arrival
             (&["B2"], &[], &[]),
-            (&[], &[], &["A1"]),       // A1 missed twice: gone; B2 once
+            (&[], &[], &["A1"]), // A1 missed twice: gone; B2 once
             (&[], &[], &["B2"]),
-            (&["A1"], &["A1"], &[]),   // a new presence of A1 is a new arrival
+            (&["A1"], &["A1"], &[]), // a new presence of A1 is a new arrival
             (&["A1", "A1"], &[], &[]), // duplicates within one inventory count once
         ];
         let mut presence = Presence::new(2);
@@ -512,7 +523,8 @@ mod tests {
 
     #[test]
     fn read_loop_config_parses_with_defaults_and_refuses_unknown_keys() {
-        let cfg: ReadLoopConfig = toml::from_str("poll_interval_ms = 50\ninventory_afi = \"07\"").unwrap();
+        let cfg: ReadLoopConfig =
+            toml::from_str("poll_interval_ms = 50\ninventory_afi = \"07\"").unwrap();
         assert_eq!(cfg.poll_interval_ms, 50);
         assert_eq!(cfg.inventory_afi, Some(0x07));
         assert_eq!(cfg.memory_blocks, ReadLoopConfig::default().memory_blocks);

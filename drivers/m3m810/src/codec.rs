@@ -114,19 +114,14 @@ impl Decoder for M3m810Codec {
                 }
                 Candidate::Complete(total) => {
                     let bytes = src.split_to(total);
-                    return match Frame::parse(&bytes) {
-                        Ok(frame) => {
-                            self.stats.frame_ok();
-                            Ok(Some(frame))
-                        }
-                        // `candidate` checked LEN and CRC already; count and go on if the
-                        // two ever disagree rather than stopping the line.
-                        Err(_) => {
-                            self.stats.bad_frame();
-                            self.stats.skipped(total);
-                            continue;
-                        }
-                    };
+                    // `candidate` checked LEN and CRC already; count and go on if the two
+                    // ever disagree rather than stopping the line.
+                    if let Ok(frame) = Frame::parse(&bytes) {
+                        self.stats.frame_ok();
+                        return Ok(Some(frame));
+                    }
+                    self.stats.bad_frame();
+                    self.stats.skipped(total);
                 }
                 Candidate::Partial(total) => {
                     // A later start byte that begins a complete, valid frame means this

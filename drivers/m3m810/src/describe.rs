@@ -2,8 +2,10 @@
 //!
 //! A captured frame does not say which way it went, and requests and replies share the
 //! command byte. [`describe_frame`] tries both readings; when both fit (write AFI and EAS
-//! control requests and their replies are both 9 bytes), an `E0` first byte means a request
-//! (an ISO 15693 UID starts with `E0`, and no error code is `E0`), otherwise a reply.
+//! control requests and their replies are both 9 bytes; `FE 07 05` is an inventory request
+//! or a refusal with error `07`), an `E0` first byte means a request (an ISO 15693 UID
+//! starts with `E0`, and no error code is `E0`), and so does an error byte the spec does
+//! not list; otherwise it is a reply.
 
 use std::collections::BTreeMap;
 
@@ -59,7 +61,14 @@ pub fn describe_frame_as(bytes: &[u8], direction: Option<Direction>) -> FrameDes
             Ok(Reading::Reply(reply))
         }
         (None, Ok(request), Ok(reply)) => {
-            if frame.body.first() == Some(&0xE0) {
+            let unknown_error = matches!(
+                reply,
+                Reply::Refused {
+                    error: ErrorCode::Other(_),
+                    ..
+                }
+            );
+            if frame.body.first() == Some(&0xE0) || unknown_error {
                 Ok(Reading::Request(request))
             } else {
                 Ok(Reading::Reply(reply))
@@ -85,7 +94,11 @@ pub fn describe_frame_as(bytes: &[u8], direction: Option<Direction>) -> FrameDes
         }
         Err((direction, error)) => {
             description.direction = direction.into();
-            let key = if direction == "unknown" { "reply_error" } else { "error" };
+            let key = if direction == "unknown" {
+                "reply_error"
+            } else {
+                "error"
+            };
             description.fields.insert(key.into(), error);
             description
                 .fields
@@ -251,7 +264,11 @@ fn fill_reply(d: &mut FrameDescription, reply: &Reply) {
             f.insert("uid".into(), hex::encode_upper(uid));
             f.insert("eas".into(), hex_byte(*eas));
         }
-        Reply::Refused { command, error, detail } => {
+        Reply::Refused {
+            command,
+            error,
+            detail,
+        } => {
             if !detail.is_empty() {
                 f.insert("detail".into(), hex::encode_upper(detail));
             }

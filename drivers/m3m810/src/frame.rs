@@ -106,7 +106,9 @@ pub enum FrameError {
         available: usize,
     },
     /// Bytes are left after the last field.
-    #[error("command {command:02X}, offset {offset}: {extra} unexpected bytes after the last field")]
+    #[error(
+        "command {command:02X}, offset {offset}: {extra} unexpected bytes after the last field"
+    )]
     Trailing {
         /// The command byte.
         command: u8,
@@ -960,7 +962,7 @@ impl Request {
                 let data = f.rest().to_vec();
                 let fits = match usize::from(count) {
                     0 => data.is_empty(),
-                    n => !data.is_empty() && data.len() % n == 0,
+                    n => !data.is_empty() && data.len().is_multiple_of(n),
                 };
                 if !fits {
                     return Err(FrameError::Field {
@@ -1142,7 +1144,11 @@ impl Reply {
                 let with_uid = options & inventory_options::RETURN_UID != 0;
                 let mut tags = Vec::with_capacity(usize::from(count));
                 for _ in 0..count {
-                    let dsfid = if with_dsfid { Some(f.u8("DSFID")?) } else { None };
+                    let dsfid = if with_dsfid {
+                        Some(f.u8("DSFID")?)
+                    } else {
+                        None
+                    };
                     let uid = if with_uid { Some(f.uid()?) } else { None };
                     tags.push(InventoryTag { dsfid, uid });
                 }
@@ -1209,36 +1215,38 @@ fn parse_read_reply(f: &mut Fields<'_>, style: ReadStyle) -> Result<Reply, Frame
         let n = usize::from(count);
         let per = remaining / n;
         let size = per.saturating_sub(per_block_overhead);
-        if remaining % n != 0 || size == 0 || size > MAX_BLOCK_SIZE {
+        if !remaining.is_multiple_of(n) || size == 0 || size > MAX_BLOCK_SIZE {
             return Err(f.field_error(
                 "blocks",
-                format!("{remaining} bytes do not make {count} blocks of 1 to {MAX_BLOCK_SIZE} bytes"),
+                format!(
+                    "{remaining} bytes do not make {count} blocks of 1 to {MAX_BLOCK_SIZE} bytes"
+                ),
             ));
         }
         size
     };
     let mut blocks = Vec::with_capacity(usize::from(count));
     for i in 0..count {
-        let block = match (style, first) {
-            (ReadStyle::New { lock_byte }, Some(first)) => {
-                let number = first.checked_add(i).ok_or_else(|| {
-                    f.field_error("first block", format!("{first} + {count} blocks passes block 255"))
-                })?;
-                let lock = if lock_byte { Some(f.u8("lock")?) } else { None };
-                BlockRead {
-                    number,
-                    lock,
-                    data: f.take(size, "block data")?.to_vec(),
-                }
+        let block = if let (ReadStyle::New { lock_byte }, Some(first)) = (style, first) {
+            let number = first.checked_add(i).ok_or_else(|| {
+                f.field_error(
+                    "first block",
+                    format!("{first} + {count} blocks passes block 255"),
+                )
+            })?;
+            let lock = if lock_byte { Some(f.u8("lock")?) } else { None };
+            BlockRead {
+                number,
+                lock,
+                data: f.take(size, "block data")?.to_vec(),
             }
-            _ => {
-                let number = f.u8("block number")?;
-                let lock = Some(f.u8("lock")?);
-                BlockRead {
-                    number,
-                    lock,
-                    data: f.take(size, "block data")?.to_vec(),
-                }
+        } else {
+            let number = f.u8("block number")?;
+            let lock = Some(f.u8("lock")?);
+            BlockRead {
+                number,
+                lock,
+                data: f.take(size, "block data")?.to_vec(),
             }
         };
         blocks.push(block);
@@ -1261,7 +1269,11 @@ mod tests {
     #[test]
     fn every_command_code_maps_back_to_its_command() {
         for command in Command::ALL {
-            assert_eq!(Command::from_code(command.code()), Some(command), "{command:?}");
+            assert_eq!(
+                Command::from_code(command.code()),
+                Some(command),
+                "{command:?}"
+            );
         }
         assert_eq!(Command::from_code(0x55), None);
     }
@@ -1282,10 +1294,15 @@ mod tests {
             ("AA0005FE0005FA40", "offset 0: start byte 0xaa"),
             ("D60002FE0005FA40", "LEN 2 is outside"),
             ("D60006FE0005FA40", "LEN says 6 bytes follow, 5 do"),
-            ("D60005FE0005FA41", "offset 6: CRC FA41 does not match the computed FA40"),
+            (
+                "D60005FE0005FA41",
+                "offset 6: CRC FA41 does not match the computed FA40",
+            ),
         ];
         for (hex, needle) in cases {
-            let err = Frame::parse(&hex::decode(hex).unwrap()).unwrap_err().to_string();
+            let err = Frame::parse(&hex::decode(hex).unwrap())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{hex}: {err}");
         }
     }
@@ -1297,11 +1314,18 @@ mod tests {
         assert_eq!(err, "command 09, offset 4: UID needs 8 bytes, only 5 left");
         let mut body = UID.to_vec();
         body.extend([0x07, 0x99]);
-        let err = Request::parse(&Frame::new(0x09, body)).unwrap_err().to_string();
-        assert_eq!(err, "command 09, offset 13: 1 unexpected bytes after the last field");
+        let err = Request::parse(&Frame::new(0x09, body))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "command 09, offset 13: 1 unexpected bytes after the last field"
+        );
         let mut body = UID.to_vec();
         body.push(0x05);
-        let err = Request::parse(&Frame::new(0x0C, body)).unwrap_err().to_string();
+        let err = Request::parse(&Frame::new(0x0C, body))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("offset 12: EAS value: 05 is neither"), "{err}");
     }
 
@@ -1337,7 +1361,10 @@ mod tests {
         body.extend_from_slice(&UID);
         body.extend([0x02, 0, 0, 1, 2, 3, 4, 1, 0, 1, 2, 3]);
         let err = Reply::parse(&Frame::new(0x02, body), ReadStyle::Old).unwrap_err();
-        assert!(err.to_string().contains("11 bytes do not make 2 blocks"), "{err}");
+        assert!(
+            err.to_string().contains("11 bytes do not make 2 blocks"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1351,6 +1378,9 @@ mod tests {
             }],
         };
         let bytes = reply.to_frame().to_bytes().unwrap();
-        assert_eq!(hex::encode_upper(&bytes[4..15]), "000007013EE004010031269117");
+        assert_eq!(
+            hex::encode_upper(&bytes[4..17]),
+            "000007013EE004010031269117"
+        );
     }
 }

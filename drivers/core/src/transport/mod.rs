@@ -177,10 +177,15 @@ mod tests {
         for (text, needle) in [
             ("kind = \"carrier-pigeon\"", "carrier-pigeon"),
             ("kind = \"tcp\"\naddr = \"x:1\"\nspeed = 3", "speed"),
-            ("kind = \"serial\"\npath = \"/dev/x\"\nbaudrate = 3", "baudrate"),
+            (
+                "kind = \"serial\"\npath = \"/dev/x\"\nbaudrate = 3",
+                "baudrate",
+            ),
             ("kind = \"simulator\"\ntags = 1", "tags"),
         ] {
-            let err = toml::from_str::<TransportConfig>(text).unwrap_err().to_string();
+            let err = toml::from_str::<TransportConfig>(text)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
     }

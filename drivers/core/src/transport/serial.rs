@@ -76,7 +76,10 @@ impl Default for LineDefaults {
 }
 
 /// The line settings after defaults are applied, checked.
-fn line(config: &SerialConfig, defaults: LineDefaults) -> Result<tokio_serial::SerialPortBuilder, TransportError> {
+fn line(
+    config: &SerialConfig,
+    defaults: LineDefaults,
+) -> Result<tokio_serial::SerialPortBuilder, TransportError> {
     let baud = config.baud.unwrap_or(defaults.baud);
     if baud == 0 {
         return Err(TransportError::Config {
@@ -125,10 +128,12 @@ fn line(config: &SerialConfig, defaults: LineDefaults) -> Result<tokio_serial::S
 pub fn open(config: &SerialConfig, defaults: LineDefaults) -> Result<SerialStream, TransportError> {
     let path = config.path.display().to_string();
     let builder = line(config, defaults)?;
-    let mut stream = builder.open_native_async().map_err(|e| TransportError::Serial {
-        path: path.clone(),
-        source: e.into(),
-    })?;
+    let mut stream = builder
+        .open_native_async()
+        .map_err(|e| TransportError::Serial {
+            path: path.clone(),
+            source: e.into(),
+        })?;
     // Exclusive: a second process (or a stray `screen`) on the same port would steal bytes
     // from the middle of frames.
     stream
@@ -232,9 +237,10 @@ fn scan_dev(dev: &Path) -> Vec<PathBuf> {
         .filter(|e| {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            ["ttyUSB", "ttyACM", "ttyAMA"]
-                .iter()
-                .any(|p| name.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+            ["ttyUSB", "ttyACM", "ttyAMA"].iter().any(|p| {
+                name.strip_prefix(p)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
         })
         .map(|e| e.path())
         .collect();
@@ -276,20 +282,48 @@ mod tests {
     #[test]
     fn impossible_line_settings_are_refused_by_key() {
         let cases = [
-            (SerialConfig { data_bits: Some(9), ..config("/dev/x") }, "data_bits"),
-            (SerialConfig { stop_bits: Some(3), ..config("/dev/x") }, "stop_bits"),
-            (SerialConfig { baud: Some(0), ..config("/dev/x") }, "baud"),
+            (
+                SerialConfig {
+                    data_bits: Some(9),
+                    ..config("/dev/x")
+                },
+                "data_bits",
+            ),
+            (
+                SerialConfig {
+                    stop_bits: Some(3),
+                    ..config("/dev/x")
+                },
+                "stop_bits",
+            ),
+            (
+                SerialConfig {
+                    baud: Some(0),
+                    ..config("/dev/x")
+                },
+                "baud",
+            ),
         ];
         for (cfg, key) in cases {
             let err = open(&cfg, LineDefaults::default()).unwrap_err();
-            assert!(matches!(err, TransportError::Config { key: k, .. } if k == key), "{err}");
+            assert!(
+                matches!(err, TransportError::Config { key: k, .. } if k == key),
+                "{err}"
+            );
         }
     }
 
     #[test]
     fn a_missing_port_names_its_path() {
-        let err = open(&config("/dev/serial/by-id/no-such-reader"), LineDefaults::default()).unwrap_err();
-        assert!(err.to_string().contains("/dev/serial/by-id/no-such-reader"), "{err}");
+        let err = open(
+            &config("/dev/serial/by-id/no-such-reader"),
+            LineDefaults::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("/dev/serial/by-id/no-such-reader"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -309,7 +343,14 @@ mod tests {
             parity: Some(Parity::Even),
             ..config(link.to_str().unwrap())
         };
-        let mut port = open(&cfg, LineDefaults { baud: 38400, ..LineDefaults::default() }).unwrap();
+        let mut port = open(
+            &cfg,
+            LineDefaults {
+                baud: 38400,
+                ..LineDefaults::default()
+            },
+        )
+        .unwrap();
         port.write_all(&[0x07, 0xFF, 0xB0]).await.unwrap();
         let mut got = [0u8; 3];
         master.read_exact(&mut got).await.unwrap();
@@ -333,7 +374,9 @@ mod tests {
     fn dev_scan_takes_only_numbered_usb_acm_and_ama_ttys() {
         let dir = std::env::temp_dir().join(format!("rfidgw-devscan-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for name in ["ttyUSB0", "ttyACM12", "ttyAMA1", "ttyS0", "ttyUSB", "ttyUSBx"] {
+        for name in [
+            "ttyUSB0", "ttyACM12", "ttyAMA1", "ttyS0", "ttyUSB", "ttyUSBx",
+        ] {
             std::fs::write(dir.join(name), b"").unwrap();
         }
         let found: Vec<String> = scan_dev(&dir)

@@ -74,11 +74,15 @@ mod hex_u16 {
         match Text::deserialize(d)? {
             Text::Number(n) => u16::try_from(n)
                 .map_err(|_| serde::de::Error::custom(format!("{n} is not a USB id (0 to 65535)"))),
-            Text::Text(t) => u16::from_str_radix(t.trim().trim_start_matches("0x"), 16)
-                .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a hex USB id such as \"0AB1\""))),
+            Text::Text(t) => {
+                u16::from_str_radix(t.trim().trim_start_matches("0x"), 16).map_err(|_| {
+                    serde::de::Error::custom(format!("`{t}` is not a hex USB id such as \"0AB1\""))
+                })
+            }
         }
     }
 
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `with` fixes this signature
     pub fn serialize<S: Serializer>(value: &u16, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{value:04X}"))
     }
@@ -110,7 +114,7 @@ pub trait UsbLink: Send + 'static {
 /// this bounds the extra latency of a request.
 const READ_SLICE: Duration = Duration::from_millis(5);
 /// How long one OUT transfer may take before the link counts as broken.
-const WRITE_TIMEOUT: Duration = Duration::from_millis(1000);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Largest IN transfer read at once (max packet size of full-speed bulk is 64; allow more).
 const READ_BUFFER: usize = 4096;
 
@@ -230,7 +234,11 @@ impl AsyncRead for UsbStream {
 }
 
 impl AsyncWrite for UsbStream {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.outbound.send(buf.to_vec()) {
             Ok(()) => Poll::Ready(Ok(buf.len())),
             Err(_) => Poll::Ready(Err(io::Error::new(
@@ -265,18 +273,27 @@ fn usb_error(what: &str, error: rusb::Error) -> TransportError {
 impl RusbLink {
     /// Finds the configured device, claims its interface (detaching a kernel driver).
     pub fn open(config: &UsbConfig) -> Result<Self, TransportError> {
-        let context = rusb::Context::new().map_err(|e| usb_error("libusb cannot start (no USB bus?)", e))?;
-        let devices = context.devices().map_err(|e| usb_error("listing devices", e))?;
+        let context =
+            rusb::Context::new().map_err(|e| usb_error("libusb cannot start (no USB bus?)", e))?;
+        let devices = context
+            .devices()
+            .map_err(|e| usb_error("listing devices", e))?;
         for device in devices.iter() {
             let Ok(descriptor) = device.device_descriptor() else {
                 continue;
             };
-            if descriptor.vendor_id() != config.vendor_id || descriptor.product_id() != config.product_id {
+            if descriptor.vendor_id() != config.vendor_id
+                || descriptor.product_id() != config.product_id
+            {
                 continue;
             }
-            let handle = device.open().map_err(|e| usb_error("opening the device", e))?;
+            let handle = device
+                .open()
+                .map_err(|e| usb_error("opening the device", e))?;
             if let Some(wanted) = &config.serial_number {
-                let serial = handle.read_serial_number_string_ascii(&descriptor).unwrap_or_default();
+                let serial = handle
+                    .read_serial_number_string_ascii(&descriptor)
+                    .unwrap_or_default();
                 if &serial != wanted {
                     continue;
                 }
@@ -319,7 +336,9 @@ impl UsbLink for RusbLink {
     fn read(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, UsbLinkError> {
         match self.in_kind {
             UsbEndpointKind::Bulk => self.handle.read_bulk(self.endpoint_in, buf, timeout),
-            UsbEndpointKind::Interrupt => self.handle.read_interrupt(self.endpoint_in, buf, timeout),
+            UsbEndpointKind::Interrupt => {
+                self.handle.read_interrupt(self.endpoint_in, buf, timeout)
+            }
         }
         .map_err(from_rusb)
     }
@@ -343,7 +362,8 @@ pub async fn open(config: &UsbConfig) -> Result<UsbStream, TransportError> {
     let link = tokio::task::spawn_blocking(move || RusbLink::open(&config))
         .await
         .map_err(|e| TransportError::Usb(format!("opening thread failed: {e}")))??;
-    UsbStream::spawn(link).map_err(|e| TransportError::Usb(format!("starting the bridge thread: {e}")))
+    UsbStream::spawn(link)
+        .map_err(|e| TransportError::Usb(format!("starting the bridge thread: {e}")))
 }
 
 /// A USB device found on this machine (`rfidgw devices`).
@@ -368,7 +388,9 @@ pub struct UsbDeviceEntry {
 /// Lists USB devices, or says why libusb cannot (no USB bus, no permission).
 pub fn list_devices() -> Result<Vec<UsbDeviceEntry>, TransportError> {
     let context = rusb::Context::new().map_err(|e| usb_error("libusb cannot start", e))?;
-    let devices = context.devices().map_err(|e| usb_error("listing devices", e))?;
+    let devices = context
+        .devices()
+        .map_err(|e| usb_error("listing devices", e))?;
     let mut entries = Vec::new();
     for device in devices.iter() {
         let Ok(descriptor) = device.device_descriptor() else {
@@ -444,7 +466,10 @@ mod tests {
             max_write: 4,
         };
         let mut stream = UsbStream::spawn(link).unwrap();
-        stream.write_all(&[0x07, 0xFF, 0xB0, 0x01, 0x00, 0x1C, 0x56]).await.unwrap();
+        stream
+            .write_all(&[0x07, 0xFF, 0xB0, 0x01, 0x00, 0x1C, 0x56])
+            .await
+            .unwrap();
         let mut got = [0u8; 6];
         stream.read_exact(&mut got).await.unwrap();
         assert_eq!(got, [0x06, 0x00, 0xB0, 0x01, 0x5C, 0x63]);
@@ -476,7 +501,11 @@ mod tests {
     #[test]
     fn listing_without_a_usb_bus_is_an_error_or_a_list_never_a_panic() {
         match list_devices() {
-            Ok(devices) => assert!(devices.iter().all(|d| d.bus > 0 || d.address > 0 || d.vid > 0)),
+            Ok(devices) => assert!(
+                devices
+                    .iter()
+                    .all(|d| d.bus > 0 || d.address > 0 || d.vid > 0)
+            ),
             Err(e) => assert!(e.to_string().contains("usb"), "{e}"),
         }
     }
@@ -490,8 +519,10 @@ mod tests {
         assert_eq!((cfg.vendor_id, cfg.product_id), (0x0AB1, 513));
         assert_eq!((cfg.endpoint_in, cfg.endpoint_out), (0x81, 0x02));
         assert_eq!(cfg.in_kind, UsbEndpointKind::Interrupt);
-        let err = toml::from_str::<UsbConfig>("vendor_id = \"xyz\"\nproduct_id = 1\nendpoint_in = 1\nendpoint_out = 2")
-            .unwrap_err();
+        let err = toml::from_str::<UsbConfig>(
+            "vendor_id = \"xyz\"\nproduct_id = 1\nendpoint_in = 1\nendpoint_out = 2",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("xyz"), "{err}");
     }
 }
