@@ -182,19 +182,31 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let name = file.display().to_string();
-        let load_error = |e: &dyn std::fmt::Display| ConfigError::Load {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Load {
             file: name.clone(),
+            message: format!("cannot read the file ({e}); give the path of a TOML config"),
+        })?;
+        Self::parse(&name, &text, env)
+    }
+
+    /// Parses config `text` (TOML) named `name` in messages, layers `RFIDGW__…` entries of
+    /// `env` over it and validates the result.
+    pub fn parse(
+        name: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let load_error = |e: &dyn std::fmt::Display| ConfigError::Load {
+            file: name.to_owned(),
             message: e.to_string(),
         };
-        if !file.is_file() {
-            return Err(load_error(&"no such file (give the path of a TOML config)"));
-        }
+        let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
         let overrides: config::Map<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
+            .filter(|(k, _)| k.starts_with(&prefix))
             .collect();
         let layered = config::Config::builder()
-            .add_source(config::File::from(file).format(config::FileFormat::Toml))
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator(ENV_SEPARATOR)
@@ -204,7 +216,7 @@ impl Config {
             .build()
             .map_err(|e| load_error(&e))?;
         let config: Self = layered.try_deserialize().map_err(|e| load_error(&e))?;
-        config.validate(&name)?;
+        config.validate(name)?;
         Ok(config)
     }
 

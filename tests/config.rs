@@ -216,3 +216,26 @@ fn state_directory_from_systemd_wins_over_data_dir() {
         );
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use rfidgw::config::Config;
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_config_or_an_error_naming_the_file(text in ".{0,400}") {
+            if let Err(error) = Config::parse("prop.toml", &text, Vec::new()) {
+                prop_assert!(error.to_string().starts_with("prop.toml"));
+            }
+        }
+
+        #[test]
+        fn any_value_of_a_known_key_is_accepted_or_rejected_by_name(value in "[ -~]{0,40}") {
+            let text = format!("[daemon]\nshutdown_timeout_ms = {value:?}\n");
+            match Config::parse("prop.toml", &text, Vec::new()) {
+                Ok(config) => prop_assert_eq!(Ok(config.daemon.shutdown_timeout_ms), value.trim().parse::<u64>()),
+                Err(error) => prop_assert!(error.to_string().contains("shutdown_timeout_ms"), "{}", error),
+            }
+        }
+    }
+}

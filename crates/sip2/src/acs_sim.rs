@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{ChecksumPolicy, Sip2Codec, Terminator};
 use crate::encoding::Encoding;
 use crate::frame::{
-    AcsStatus, AnyMessage, BLANK_DATETIME, CheckinResponse, CheckoutResponse, Command,
-    EndSessionResponse, FeePaidResponse, Field, FieldId, FrameError, HoldResponse,
+    AcsStatus, AnyMessage, CheckinResponse, CheckoutResponse, Command,
+    EndSessionResponse, FeePaidResponse, HoldResponse,
     ItemInformationResponse, ItemStatusUpdateResponse, LoginResponse, Message,
     PatronEnableResponse, PatronInformationResponse, PatronStatusResponse, RenewAllResponse,
     RenewResponse, RequestScResend, Sip2Message, Trailer, WireFormat, sip_datetime,

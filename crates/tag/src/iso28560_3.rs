@@ -1,0 +1,457 @@
+//! ISO 28560-3 / Danish data model (DS/INF 163): the fixed basic block with its CRC, and the
+//! extension blocks that follow it (PROTOCOLS.md §2.3).
+//!
+//! Functions here work on memory in its logical order (byte 0 of the basic block first).
+//! The block-reversal trap (readers that return every 4-byte block reversed) is handled by
+//! the detector, which tries both orders with [`decode`] and keeps the one whose CRC holds.
+
+use crc::{CRC_16_IBM_3740, Crc};
+use serde::{Deserialize, Serialize};
+
+use crate::text::{self, TextError};
+
+/// The basic block CRC: CRC-16/IBM-3740 (poly 1021, init FFFF, no reflection, no final XOR),
+/// PROTOCOLS.md §2.3 and §5.
+const TAG_CRC: Crc<u16> = Crc::<u16>::new(&CRC_16_IBM_3740);
+
+/// Offset of the primary item id (bytes 3-18), §2.3.
+const PII_AT: usize = 3;
+/// Size of the primary item id field, §2.3.
+pub const PII_LEN: usize = 16;
+/// Offset of the CRC (bytes 19-20, LSB first), §2.3.
+const CRC_AT: usize = 19;
+/// Offset of the owner library's country (bytes 21-22), §2.3.
+const COUNTRY_AT: usize = 21;
+/// Size of the country field, §2.3.
+const COUNTRY_LEN: usize = 2;
+/// Offset of the owner library (bytes 23-33), §2.3.
+const LIBRARY_AT: usize = 23;
+/// Byte 3 = 01: the PII is longer than 16 bytes and lives in the library extension block.
+const PII_IN_EXTENSION: u8 = 0x01;
+/// Bytes the CRC covers: bytes 0-18 and 21-33, §2.3.
+const CRC_INPUT_LEN: usize = 32;
+/// Extension block length byte: end marker, §2.3.
+const EXT_END: u8 = 0;
+/// Extension block length byte: a single filler byte, §2.3.
+const EXT_FILLER: u8 = 1;
+/// Header of an extension block with a 16-bit id: len, id lo, id hi, xor.
+const EXT_HEADER: usize = 4;
+/// Header of an extension block with a 24-bit id: len, FF, FF, 3 id bytes, xor
+/// (the placement of the 24-bit id is **unverified**, PROTOCOLS.md §2.3).
+const EXT_HEADER_LONG: usize = 7;
+
+/// Which basic block layout a tag uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockForm {
+    /// The 34-byte basic block (owner library 11 bytes).
+    #[default]
+    Full,
+    /// The truncated 32-byte basic block of 32-byte tags (owner library cut to 9 bytes).
+    Truncated,
+}
+
+impl BlockForm {
+    /// Size of the basic block in bytes.
+    pub const fn byte_len(self) -> usize {
+        match self {
+            Self::Full => 34,
+            Self::Truncated => 32,
+        }
+    }
+
+    const fn library_len(self) -> usize {
+        self.byte_len() - LIBRARY_AT
+    }
+}
+
+/// The basic block's data elements (§2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BasicBlock {
+    /// Byte 0 as stored: Danish model version (high nibble) and type of usage (low nibble);
+    /// ISO 28560-3 content parameter and type of usage. Bibliotheca puts the usage in the
+    /// high nibble, so the byte is kept whole and interpreted by the caller.
+    pub type_of_usage: u8,
+    /// Number of parts in the item (byte 1).
+    pub parts_in_item: u8,
+    /// Ordinal part number (byte 2).
+    pub part_number: u8,
+    /// Primary item id, printable ASCII, at most 16 bytes (bytes 3-18).
+    pub primary_item_id: String,
+    /// Country of the owner library, at most 2 characters (bytes 21-22).
+    pub country: String,
+    /// Owner library, at most 11 characters (9 in the truncated form) (bytes 23-33).
+    pub library: String,
+}
+
+/// An extension block: `[len][id lo][id hi][xor][payload…]`, XOR of all bytes = 0 (§2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExtensionBlock {
+    /// Block id: 1 library extension, 2 acquisition, 3 library supplement, 4 title, 5 ILL.
+    pub id: u32,
+    /// The block's data after the header.
+    pub payload: Vec<u8>,
+}
+
+/// A decoded ISO 28560-3 tag: basic block, layout and extension blocks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DdmTag {
+    /// The basic block.
+    pub basic: BasicBlock,
+    /// Full 34-byte or truncated 32-byte layout.
+    pub form: BlockForm,
+    /// Extension blocks in tag order (full form only).
+    pub extensions: Vec<ExtensionBlock>,
+}
+
+/// What went wrong reading or writing an ISO 28560-3 tag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Iso28560_3Error {
+    /// The memory is shorter than the basic block.
+    #[error("ISO 28560-3: the basic block needs {needed} bytes, the memory has {len}")]
+    TooShort {
+        /// Bytes the basic block needs.
+        needed: usize,
+        /// Bytes available.
+        len: usize,
+    },
+    /// The stored CRC does not match the data.
+    #[error(
+        "ISO 28560-3: CRC mismatch: stored {stored:04X} (bytes 19-20, LSB first), computed {computed:04X}"
+    )]
+    CrcMismatch {
+        /// CRC stored in bytes 19-20.
+        stored: u16,
+        /// CRC computed over bytes 0-18 and 21-33.
+        computed: u16,
+    },
+    /// A text field of the basic block is not valid.
+    #[error("ISO 28560-3: {0}")]
+    Text(#[from] TextError),
+    /// Byte 3 = 01: the primary item id is in the library extension block.
+    #[error(
+        "ISO 28560-3: the primary item id is in the library extension block (byte 3 = 01); that layout is not supported"
+    )]
+    PiiInExtension,
+    /// An extension block runs past the end of memory.
+    #[error("ISO 28560-3: extension block at offset {offset} has length {len} but only {available} bytes remain")]
+    ExtensionTruncated {
+        /// Offset of the block's length byte.
+        offset: usize,
+        /// Its length byte.
+        len: usize,
+        /// Bytes left in memory.
+        available: usize,
+    },
+    /// An extension block is shorter than its header.
+    #[error("ISO 28560-3: extension block at offset {offset} has length {len}, shorter than its header")]
+    ExtensionTooShort {
+        /// Offset of the block's length byte.
+        offset: usize,
+        /// Its length byte.
+        len: usize,
+    },
+    /// The XOR check of an extension block fails.
+    #[error("ISO 28560-3: extension block at offset {offset}: XOR of its bytes is {xor:02X}, not 00")]
+    ExtensionXor {
+        /// Offset of the block's length byte.
+        offset: usize,
+        /// XOR of all the block's bytes.
+        xor: u8,
+    },
+    /// An extension block id does not fit in 24 bits.
+    #[error("ISO 28560-3: extension block id {id:#x} does not fit in 24 bits")]
+    ExtensionId {
+        /// The id.
+        id: u32,
+    },
+    /// An extension block payload is too long for the one-byte length.
+    #[error("ISO 28560-3: extension block {id} payload of {len} bytes is longer than {max}")]
+    ExtensionTooLong {
+        /// The block id.
+        id: u32,
+        /// Payload length.
+        len: usize,
+        /// Longest payload that fits.
+        max: usize,
+    },
+    /// The truncated 32-byte form has no room for extension blocks.
+    #[error("ISO 28560-3: extension blocks need the full 34-byte basic block")]
+    ExtensionsNeedFullForm,
+}
+
+/// CRC-16/IBM-3740 of any bytes (the check value of `RFID tag data model` is `1AEE`).
+pub fn crc16(bytes: &[u8]) -> u16 {
+    TAG_CRC.checksum(bytes)
+}
+
+/// The CRC the basic block should carry: over bytes 0-18 and 21-33; bytes the form (or the
+/// memory) lacks count as `00` (§2.3).
+pub fn basic_block_crc(memory: &[u8], form: BlockForm) -> u16 {
+    let mut input = [0u8; CRC_INPUT_LEN];
+    for (i, slot) in input.iter_mut().enumerate() {
+        let source = if i < CRC_AT { i } else { i + 2 };
+        if source < form.byte_len() {
+            *slot = memory.get(source).copied().unwrap_or(0);
+        }
+    }
+    crc16(&input)
+}
+
+/// The CRC stored in bytes 19-20 (LSB first), if the memory has them.
+pub fn stored_crc(memory: &[u8]) -> Option<u16> {
+    Some(u16::from_le_bytes([*memory.get(CRC_AT)?, *memory.get(CRC_AT + 1)?]))
+}
+
+/// Checks the basic block's CRC in the given form: `Ok(crc)` when it holds.
+pub fn check_crc(memory: &[u8], form: BlockForm) -> Result<u16, Iso28560_3Error> {
+    let needed = form.byte_len();
+    if memory.len() < needed {
+        return Err(Iso28560_3Error::TooShort { needed, len: memory.len() });
+    }
+    let stored = stored_crc(memory).unwrap_or_default();
+    let computed = basic_block_crc(memory, form);
+    if stored == computed {
+        Ok(stored)
+    } else {
+        Err(Iso28560_3Error::CrcMismatch { stored, computed })
+    }
+}
+
+/// Decodes memory (logical order) in the given form. The CRC must hold. Problems in the
+/// extension area after a valid basic block are returned as warnings, with the blocks
+/// read before them.
+pub fn decode(memory: &[u8], form: BlockForm) -> Result<(DdmTag, Vec<String>), Iso28560_3Error> {
+    check_crc(memory, form)?;
+    let basic = decode_basic(memory, form)?;
+    let mut warnings = Vec::new();
+    let extensions = match form {
+        BlockForm::Full => {
+            let (blocks, problem) = decode_extensions(memory, form.byte_len());
+            if let Some(problem) = problem {
+                warnings.push(problem.to_string());
+            }
+            blocks
+        }
+        BlockForm::Truncated => Vec::new(),
+    };
+    Ok((DdmTag { basic, form, extensions }, warnings))
+}
+
+/// Reads the basic block's fields without checking the CRC (used for diagnostics too).
+pub fn decode_basic(memory: &[u8], form: BlockForm) -> Result<BasicBlock, Iso28560_3Error> {
+    let needed = form.byte_len();
+    let (Some(&type_of_usage), Some(&parts_in_item), Some(&part_number), Some(&pii_first)) =
+        (memory.first(), memory.get(1), memory.get(2), memory.get(PII_AT))
+    else {
+        return Err(Iso28560_3Error::TooShort { needed, len: memory.len() });
+    };
+    if pii_first == PII_IN_EXTENSION {
+        return Err(Iso28560_3Error::PiiInExtension);
+    }
+    Ok(BasicBlock {
+        type_of_usage,
+        parts_in_item,
+        part_number,
+        primary_item_id: text::read_padded(memory, PII_AT, PII_LEN, "primary item id")?,
+        country: text::read_padded(memory, COUNTRY_AT, COUNTRY_LEN, "owner country")?,
+        library: text::read_padded(memory, LIBRARY_AT, form.library_len(), "owner library")?,
+    })
+}
+
+/// Reads extension blocks from `start` to the end marker (or the end of memory).
+fn decode_extensions(
+    memory: &[u8],
+    start: usize,
+) -> (Vec<ExtensionBlock>, Option<Iso28560_3Error>) {
+    let mut blocks = Vec::new();
+    let mut pos = start;
+    while let Some(&len_byte) = memory.get(pos) {
+        match len_byte {
+            EXT_END => break,
+            EXT_FILLER => {
+                pos += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let len = usize::from(len_byte);
+        let Some(block) = memory.get(pos..pos + len) else {
+            let available = memory.len().saturating_sub(pos);
+            return (
+                blocks,
+                Some(Iso28560_3Error::ExtensionTruncated { offset: pos, len, available }),
+            );
+        };
+        match decode_extension(block, pos) {
+            Ok(ext) => blocks.push(ext),
+            Err(e) => return (blocks, Some(e)),
+        }
+        pos += len;
+    }
+    (blocks, None)
+}
+
+fn decode_extension(block: &[u8], offset: usize) -> Result<ExtensionBlock, Iso28560_3Error> {
+    let too_short = Iso28560_3Error::ExtensionTooShort { offset, len: block.len() };
+    let [_len, id_lo, id_hi, rest @ ..] = block else {
+        return Err(too_short);
+    };
+    let xor = block.iter().fold(0u8, |acc, b| acc ^ b);
+    if xor != 0 {
+        return Err(Iso28560_3Error::ExtensionXor { offset, xor });
+    }
+    if *id_hi == 0xFF {
+        // [len][FF][FF][id0][id1][id2][xor][payload]: 24-bit id LSB first (unverified).
+        let [a, b, c, _xor, payload @ ..] = rest else {
+            return Err(too_short);
+        };
+        Ok(ExtensionBlock { id: u32::from_le_bytes([*a, *b, *c, 0]), payload: payload.to_vec() })
+    } else {
+        let [_xor, payload @ ..] = rest else {
+            return Err(too_short);
+        };
+        Ok(ExtensionBlock {
+            id: u32::from(u16::from_le_bytes([*id_lo, *id_hi])),
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+impl ExtensionBlock {
+    /// The block's bytes, XOR check included.
+    pub fn encode(&self) -> Result<Vec<u8>, Iso28560_3Error> {
+        let id_bytes = self.id.to_le_bytes();
+        let mut out = if id_bytes[3] != 0 {
+            return Err(Iso28560_3Error::ExtensionId { id: self.id });
+        } else if id_bytes[1] == 0xFF || id_bytes[2] != 0 {
+            vec![0, 0xFF, 0xFF, id_bytes[0], id_bytes[1], id_bytes[2], 0]
+        } else {
+            vec![0, id_bytes[0], id_bytes[1], 0]
+        };
+        let header = out.len();
+        let max = usize::from(u8::MAX) - header;
+        if self.payload.len() > max {
+            return Err(Iso28560_3Error::ExtensionTooLong {
+                id: self.id,
+                len: self.payload.len(),
+                max,
+            });
+        }
+        out.extend_from_slice(&self.payload);
+        out[0] = out.len() as u8;
+        let xor = out.iter().fold(0u8, |acc, b| acc ^ b);
+        out[header - 1] = xor;
+        debug_assert!(header == EXT_HEADER || header == EXT_HEADER_LONG);
+        Ok(out)
+    }
+}
+
+impl DdmTag {
+    /// The tag memory in logical order: basic block with CRC, extension blocks and an end
+    /// marker when there are any, zero-padded to whole 4-byte blocks.
+    pub fn encode(&self) -> Result<Vec<u8>, Iso28560_3Error> {
+        let basic = &self.basic;
+        let mut out = vec![0u8; self.form.byte_len()];
+        out[0] = basic.type_of_usage;
+        out[1] = basic.parts_in_item;
+        out[2] = basic.part_number;
+        if basic.primary_item_id.as_bytes().first() == Some(&PII_IN_EXTENSION) {
+            return Err(Iso28560_3Error::PiiInExtension);
+        }
+        text::write_padded(&mut out, PII_AT, PII_LEN, &basic.primary_item_id, "primary item id")?;
+        text::write_padded(&mut out, COUNTRY_AT, COUNTRY_LEN, &basic.country, "owner country")?;
+        text::write_padded(
+            &mut out,
+            LIBRARY_AT,
+            self.form.library_len(),
+            &basic.library,
+            "owner library",
+        )?;
+        let crc = basic_block_crc(&out, self.form);
+        out[CRC_AT..CRC_AT + 2].copy_from_slice(&crc.to_le_bytes());
+        if !self.extensions.is_empty() {
+            if self.form == BlockForm::Truncated {
+                return Err(Iso28560_3Error::ExtensionsNeedFullForm);
+            }
+            for ext in &self.extensions {
+                out.extend(ext.encode()?);
+            }
+            out.push(EXT_END);
+        }
+        out.resize(out.len().div_ceil(4) * 4, 0);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_check_value_of_the_reference_string_is_1aee() {
+        assert_eq!(crc16(b"RFID tag data model"), 0x1AEE);
+        assert_eq!(crc16(b"123456789"), 0x29B1);
+    }
+
+    #[test]
+    fn extension_blocks_round_trip_with_short_and_long_ids() {
+        for id in [1, 5, 0xFEFF, 0xFF00, 0x12_3456] {
+            let tag = DdmTag {
+                basic: BasicBlock {
+                    type_of_usage: 0x11,
+                    parts_in_item: 1,
+                    part_number: 1,
+                    primary_item_id: "1234".into(),
+                    country: "DK".into(),
+                    library: "715700".into(),
+                },
+                form: BlockForm::Full,
+                extensions: vec![ExtensionBlock { id, payload: vec![1, 2, 3] }],
+            };
+            let bytes = tag.encode().unwrap();
+            let (back, warnings) = decode(&bytes, BlockForm::Full).unwrap();
+            assert_eq!(back, tag);
+            assert!(warnings.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_extension_block_with_a_bad_xor_is_reported_as_a_warning() {
+        let tag = DdmTag {
+            basic: BasicBlock {
+                type_of_usage: 0x11,
+                parts_in_item: 1,
+                part_number: 1,
+                primary_item_id: "1234".into(),
+                country: "DK".into(),
+                library: "715700".into(),
+            },
+            form: BlockForm::Full,
+            extensions: vec![ExtensionBlock { id: 1, payload: vec![1, 2, 3] }],
+        };
+        let mut bytes = tag.encode().unwrap();
+        bytes[36] ^= 0x40;
+        let (back, warnings) = decode(&bytes, BlockForm::Full).unwrap();
+        assert!(back.extensions.is_empty());
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("offset 34"), "{warnings:?}");
+    }
+
+    #[test]
+    fn the_truncated_form_refuses_extension_blocks() {
+        let tag = DdmTag {
+            basic: BasicBlock {
+                type_of_usage: 0x11,
+                parts_in_item: 1,
+                part_number: 1,
+                primary_item_id: "1".into(),
+                country: String::new(),
+                library: String::new(),
+            },
+            form: BlockForm::Truncated,
+            extensions: vec![ExtensionBlock { id: 1, payload: vec![] }],
+        };
+        assert_eq!(tag.encode(), Err(Iso28560_3Error::ExtensionsNeedFullForm));
+    }
+}
