@@ -57,6 +57,10 @@ fn write_config(dir: &Path, round_ms: u64, tags: usize) -> PathBuf {
 }
 
 fn spawn_daemon(config: &Path, notify_socket: Option<&Path>) -> Child {
+    spawn_daemon_with(config, notify_socket, &[])
+}
+
+fn spawn_daemon_with(config: &Path, notify_socket: Option<&Path>, env: &[(&str, &str)]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rfidgw"));
     command
         .args(["run", "--config"])
@@ -69,6 +73,7 @@ fn spawn_daemon(config: &Path, notify_socket: Option<&Path>) -> Child {
     if let Some(socket) = notify_socket {
         command.env("NOTIFY_SOCKET", socket);
     }
+    command.envs(env.iter().copied());
     command.spawn().unwrap()
 }
 
@@ -123,13 +128,15 @@ async fn ready_is_notified_and_sigterm_exits_zero_with_the_journal_flushed() {
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
 
-    let mut child = spawn_daemon(&config, Some(&socket_path));
+    // As systemd does with WatchdogSec=: the daemon must ping while its pipeline moves.
+    let mut child = spawn_daemon_with(&config, Some(&socket_path), &[("WATCHDOG_USEC", "400000")]);
     let mut seen = Vec::new();
     wait_for_notification(&socket, "READY=1", &mut seen);
     assert!(
         seen.iter().any(|m| m.contains("STATUS=devices")),
         "READY comes with a STATUS line: {seen:?}"
     );
+    wait_for_notification(&socket, "WATCHDOG=1", &mut seen);
 
     let db = dir.path().join("state/rfidgw.db");
     let store = Store::open(&db).await.unwrap();

@@ -15,7 +15,7 @@
 
 pub mod acs_sim;
 pub mod checksum;
-//TMP pub mod client;
+pub mod client;
 pub mod codec;
 pub mod dialect;
 pub mod encoding;
@@ -24,7 +24,7 @@ pub mod secret;
 pub mod tls;
 
 pub use acs_sim::{AcsSimulator, Fault, SimConfig, SimControl};
-//TMP pub use client::{Completion, PeerState, PeerStatus, Sip2Error, Sip2Pool};
+pub use client::{Completion, PeerState, PeerStatus, Sip2Error, Sip2Pool};
 pub use codec::{ChecksumPolicy, Sip2Codec};
 pub use dialect::{Dialect, Profile, Sip2PeerConfig};
 pub use encoding::Encoding;

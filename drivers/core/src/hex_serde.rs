@@ -85,6 +85,27 @@ pub mod bytes {
     }
 }
 
+/// An optional byte string given as hex text.
+pub mod opt_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Reads optional hex text into bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::bytes")] Vec<u8>);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+    }
+
+    /// Writes optional bytes as upper-case hex.
+    #[allow(clippy::ref_option)] // serde's `with` fixes this signature
+    pub fn serialize<S: Serializer>(value: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.serialize_some(&hex::encode_upper(v)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

@@ -1,1 +1,2 @@
+//! Placeholder until the benchmark is written.
 fn main() {}

@@ -123,7 +123,10 @@ impl FeigCodec {
         };
         let now = Instant::now();
         if src.len() > len && now.duration_since(at) > gap && !self.valid_at_start(src) {
-            tracing::debug!(bytes = len, "FEIG line: partial frame timed out (12 ms rule)");
+            tracing::debug!(
+                bytes = len,
+                "FEIG line: partial frame timed out (12 ms rule)"
+            );
             self.stats.bad_frame();
             self.skip(src, len);
         }
@@ -168,18 +171,16 @@ impl Decoder for FeigCodec {
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<RawFrame>, CodecError> {
-        match self.decode(src)? {
-            Some(frame) => Ok(Some(frame)),
-            None => {
-                // A partial frame at the end of the stream can never complete.
-                let left = src.len();
-                if left > 0 {
-                    self.stats.bad_frame();
-                    self.skip(src, left);
-                }
-                Ok(None)
-            }
+        if let Some(frame) = self.decode(src)? {
+            return Ok(Some(frame));
         }
+        // A partial frame at the end of the stream can never complete.
+        let left = src.len();
+        if left > 0 {
+            self.stats.bad_frame();
+            self.skip(src, left);
+        }
+        Ok(None)
     }
 }
 

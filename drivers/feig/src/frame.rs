@@ -130,7 +130,9 @@ pub enum FrameError {
         extra: usize,
     },
     /// The CRC does not match.
-    #[error("offset {offset}: CRC {found:04X} on the wire, {expected:04X} computed (CRC-16/MCRF4XX)")]
+    #[error(
+        "offset {offset}: CRC {found:04X} on the wire, {expected:04X} computed (CRC-16/MCRF4XX)"
+    )]
     BadCrc {
         /// Offset of the CRC.
         offset: usize,
@@ -465,7 +467,13 @@ pub struct SetOutput {
 
 impl SetOutput {
     /// Beeper, red and green LED modes for `os_time` × 100 ms, relay for `out_time` × 100 ms.
-    pub fn new(beeper: OutputMode, red: OutputMode, green: OutputMode, os_time: u16, out_time: u16) -> Self {
+    pub fn new(
+        beeper: OutputMode,
+        red: OutputMode,
+        green: OutputMode,
+        os_time: u16,
+        out_time: u16,
+    ) -> Self {
         Self {
             os: beeper.bits() << 4 | red.bits() << 2 | green.bits(),
             osf: 0,
@@ -663,61 +671,7 @@ impl Request {
                 os_time: r.u16("OS_TIME")?,
                 out_time: r.u16("OUT_TIME")?,
             }),
-            command::ISO_HOST => {
-                let sub_offset = r.offset();
-                match r.u8("ISO command")? {
-                    iso::INVENTORY => {
-                        let mode = r.u8("MODE")?;
-                        let afi = if mode & inventory_mode::AFI == 0 {
-                            None
-                        } else {
-                            Some(r.u8("AFI")?)
-                        };
-                        Self::Inventory {
-                            more: mode & inventory_mode::MORE != 0,
-                            afi,
-                        }
-                    }
-                    iso::READ_MULTIPLE_BLOCKS => {
-                        let addressing = r.addressing()?;
-                        Self::ReadMultipleBlocks {
-                            addressing,
-                            first: r.u8("DB_ADR")?,
-                            count: r.u8("DB-N")?,
-                        }
-                    }
-                    iso::WRITE_MULTIPLE_BLOCKS => {
-                        let addressing = r.addressing()?;
-                        let first = r.u8("DB_ADR")?;
-                        let count = r.u8("DB-N")?;
-                        let block_size = r.u8("DB-SIZE")?;
-                        let data = r.take(usize::from(count) * usize::from(block_size), "DB")?;
-                        Self::WriteMultipleBlocks {
-                            addressing,
-                            first,
-                            block_size,
-                            data: data.to_vec(),
-                        }
-                    }
-                    iso::WRITE_AFI => {
-                        let addressing = r.addressing()?;
-                        Self::WriteAfi {
-                            addressing,
-                            afi: r.u8("AFI")?,
-                        }
-                    }
-                    iso::GET_SYSTEM_INFO => Self::GetSystemInfo {
-                        addressing: r.addressing()?,
-                    },
-                    other => {
-                        return Err(FrameError::Unsupported {
-                            offset: sub_offset,
-                            field: "ISO command",
-                            value: other,
-                        });
-                    }
-                }
-            }
+            command::ISO_HOST => Self::iso_from_reader(&mut r)?,
             command::CUSTOM => {
                 let mfr_offset = r.offset();
                 let mfr = r.u8("MFR")?;
@@ -751,6 +705,63 @@ impl Request {
         Ok(request)
     }
 
+    /// The `B0` sub-commands.
+    fn iso_from_reader(r: &mut Reader<'_>) -> Result<Self, FrameError> {
+        let sub_offset = r.offset();
+        Ok(match r.u8("ISO command")? {
+            iso::INVENTORY => {
+                let mode = r.u8("MODE")?;
+                let afi = if mode & inventory_mode::AFI == 0 {
+                    None
+                } else {
+                    Some(r.u8("AFI")?)
+                };
+                Self::Inventory {
+                    more: mode & inventory_mode::MORE != 0,
+                    afi,
+                }
+            }
+            iso::READ_MULTIPLE_BLOCKS => {
+                let addressing = r.addressing()?;
+                Self::ReadMultipleBlocks {
+                    addressing,
+                    first: r.u8("DB_ADR")?,
+                    count: r.u8("DB-N")?,
+                }
+            }
+            iso::WRITE_MULTIPLE_BLOCKS => {
+                let addressing = r.addressing()?;
+                let first = r.u8("DB_ADR")?;
+                let count = r.u8("DB-N")?;
+                let block_size = r.u8("DB-SIZE")?;
+                let data = r.take(usize::from(count) * usize::from(block_size), "DB")?;
+                Self::WriteMultipleBlocks {
+                    addressing,
+                    first,
+                    block_size,
+                    data: data.to_vec(),
+                }
+            }
+            iso::WRITE_AFI => {
+                let addressing = r.addressing()?;
+                Self::WriteAfi {
+                    addressing,
+                    afi: r.u8("AFI")?,
+                }
+            }
+            iso::GET_SYSTEM_INFO => Self::GetSystemInfo {
+                addressing: r.addressing()?,
+            },
+            other => {
+                return Err(FrameError::Unsupported {
+                    offset: sub_offset,
+                    field: "ISO command",
+                    value: other,
+                });
+            }
+        })
+    }
+
     /// FEIG's name for the request, with its codes (`"B0 01 inventory"`).
     pub fn name(&self) -> String {
         match self {
@@ -765,7 +776,9 @@ impl Request {
             Self::WriteMultipleBlocks { .. } => "B0 24 write multiple blocks".into(),
             Self::WriteAfi { .. } => "B0 27 write AFI".into(),
             Self::GetSystemInfo { .. } => "B0 2B get system information".into(),
-            Self::Nxp { command, .. } => format!("B1 04 {:02X} NXP {}", command.code(), command.name()),
+            Self::Nxp { command, .. } => {
+                format!("B1 04 {:02X} NXP {}", command.code(), command.name())
+            }
             Self::Other { command, .. } => format!("{command:02X} {}", command_name(*command)),
         }
     }
@@ -1046,7 +1059,11 @@ impl InventoryReply {
             }
             let dsfid = r.u8("DSFID")?;
             let uid = r.uid()?;
-            items.push(InventoryItem { tr_type, dsfid, uid });
+            items.push(InventoryItem {
+                tr_type,
+                dsfid,
+                uid,
+            });
         }
         r.finish("the last data set")?;
         Ok(Self { items })
@@ -1109,7 +1126,10 @@ impl BlocksReply {
 
     /// All block data concatenated, block 0 first, in ISO-Host byte order.
     pub fn concat(&self) -> Vec<u8> {
-        self.blocks.iter().flat_map(|b| b.data.iter().copied()).collect()
+        self.blocks
+            .iter()
+            .flat_map(|b| b.data.iter().copied())
+            .collect()
     }
 }
 
@@ -1178,7 +1198,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(bytes: &'a [u8], base: usize) -> Self {
-        Self { bytes, pos: 0, base }
+        Self {
+            bytes,
+            pos: 0,
+            base,
+        }
     }
 
     fn offset(&self) -> usize {

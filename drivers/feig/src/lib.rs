@@ -54,7 +54,8 @@ pub fn describe_frame(bytes: &[u8]) -> FrameDescription {
             return d;
         }
     };
-    d.fields.insert("com_adr".into(), format!("{:02X}", raw.address));
+    d.fields
+        .insert("com_adr".into(), format!("{:02X}", raw.address));
     if raw.advanced {
         d.fields.insert("length".into(), "advanced".into());
     }
@@ -188,26 +189,34 @@ fn describe_reply(d: &mut FrameDescription, raw: &RawFrame) -> Result<(), frame:
                     .insert("db_n".into(), blocks.blocks.len().to_string());
                 d.fields
                     .insert("db_size".into(), blocks.block_size.to_string());
-                d.fields.insert("byte_order".into(), "ISO-Host, MSB first (blocks byte-reversed)".into());
+                d.fields.insert(
+                    "byte_order".into(),
+                    "ISO-Host, MSB first (blocks byte-reversed)".into(),
+                );
                 d.data = Some(hex::encode_upper(blocks.concat()));
             } else if let Ok(info) = SystemInfoReply::parse(&reply) {
                 d.command = "B0 2B get system information".into();
                 d.uids = vec![hex::encode_upper(info.uid)];
-                d.fields.insert("dsfid".into(), format!("{:02X}", info.dsfid));
+                d.fields
+                    .insert("dsfid".into(), format!("{:02X}", info.dsfid));
                 d.fields.insert("afi".into(), format!("{:02X}", info.afi));
                 d.fields
                     .insert("mem_size".into(), format!("{:04X}", info.mem_size));
                 d.fields
                     .insert("ic_ref".into(), format!("{:02X}", info.ic_ref));
             } else {
-                d.fields
-                    .insert("note".into(), "B0 reply data matches no known sub-command".into());
+                d.fields.insert(
+                    "note".into(),
+                    "B0 reply data matches no known sub-command".into(),
+                );
             }
         }
         command::GET_INPUT => {
             let inputs = frame::parse_inputs(&reply)?;
-            d.fields.insert("inputs".into(), format!("{:03b}", inputs.levels));
-            d.fields.insert("changed".into(), format!("{:03b}", inputs.changed));
+            d.fields
+                .insert("inputs".into(), format!("{:03b}", inputs.levels));
+            d.fields
+                .insert("changed".into(), format!("{:03b}", inputs.changed));
         }
         _ => {}
     }

@@ -1,0 +1,114 @@
+//! [`FeigDevice`]: a configured FEIG reader as a daemon task.
+//!
+//! `run` opens the transport, wraps it in a [`FeigReader`] and runs the shared read loop.
+//! It returns `Err` when the line breaks; the daemon's supervisor then builds a fresh
+//! device from the same settings and calls `run` again after a capped backoff, which is
+//! how an unplugged and re-plugged reader comes back.
+
+use std::time::Duration;
+
+use rfidgw_driver::read_loop::{self, HfCommand, HfHandle};
+use rfidgw_driver::transport::{self, BoxTransport, TransportConfig};
+use rfidgw_driver::{Device, DeviceError, DeviceEventSink, DeviceFuture, LineStats};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::FeigReader;
+use crate::settings::{FeigSettings, LINE_DEFAULTS};
+use crate::sim::{FeigSimulator, SimHandle};
+
+/// A FEIG reader built from its settings.
+#[derive(Debug)]
+pub struct FeigDevice {
+    settings: FeigSettings,
+    commands: Option<mpsc::Receiver<HfCommand>>,
+    simulator: Option<SimHandle>,
+}
+
+impl FeigDevice {
+    /// A device for validated settings.
+    pub fn new(settings: FeigSettings) -> Result<Self, DeviceError> {
+        settings.validate().map_err(DeviceError::Config)?;
+        Ok(Self {
+            settings,
+            commands: None,
+            simulator: None,
+        })
+    }
+
+    /// A handle for tag commands (AFI, EAS, blocks) served between polls while `run` runs.
+    pub fn handle(&mut self) -> HfHandle {
+        let (handle, rx) = HfHandle::channel(16);
+        self.commands = Some(rx);
+        handle
+    }
+
+    /// For `transport.kind = "simulator"`: the remote control of the simulator `run` starts
+    /// (tests and the demo move tags with it).
+    pub fn simulator(&mut self) -> SimHandle {
+        self.simulator
+            .get_or_insert_with(SimHandle::default)
+            .clone()
+    }
+
+    fn start_simulator(&mut self, cancel: &CancellationToken) -> BoxTransport {
+        // A handle asked for before `run` (tests, demo) controls this simulator.
+        let simulator = FeigSimulator::with_handle(
+            self.simulator.clone().unwrap_or_default(),
+            self.settings
+                .tags
+                .iter()
+                .map(crate::settings::SimTagSettings::virtual_tag)
+                .collect(),
+        );
+        let sim_handle = simulator.handle();
+        let script: Vec<_> = self
+            .settings
+            .tags
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.uid.clone(),
+                    Duration::from_millis(t.at_ms?),
+                    Duration::from_millis(t.stay_ms.unwrap_or(u64::MAX / 4)),
+                ))
+            })
+            .collect();
+        if !script.is_empty() {
+            let round = Duration::from_millis(self.settings.round_ms);
+            let cancel = cancel.clone();
+            let handle = sim_handle.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = handle.play(script, round) => {}
+                }
+            });
+        }
+        Box::new(simulator.spawn_duplex())
+    }
+}
+
+impl Device for FeigDevice {
+    fn run(mut self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture {
+        Box::pin(async move {
+            let stream = if matches!(self.settings.transport, TransportConfig::Simulator {}) {
+                self.start_simulator(&cancel)
+            } else {
+                transport::open(&self.settings.transport, LINE_DEFAULTS, || {
+                    Err(transport::TransportError::NoSimulator)
+                })
+                .await?
+            };
+            tracing::info!(device = sink.device(), transport = %self.settings.transport, "FEIG reader opened");
+            let mut reader = FeigReader::new(
+                stream,
+                self.settings.address,
+                self.settings.timing(),
+                LineStats::new(),
+            );
+            let config = self.settings.read_loop();
+            read_loop::run(&mut reader, &config, &sink, &cancel, self.commands.as_mut()).await
+        })
+    }
+}

@@ -1,0 +1,529 @@
+//! A virtual FEIG ISO-Host reader with scriptable ISO 15693 tags, for tests and the demo.
+//!
+//! [`FeigSimulator::serve`] answers requests on any byte stream (the master end of a pty,
+//! a TCP socket, one half of `tokio::io::duplex`). A cloneable [`SimHandle`] changes the
+//! world while it runs: tags enter and leave the field, inputs change, and faults are
+//! injected (garbage bytes before a reply, no reply, a corrupted CRC, unplug = the stream
+//! is closed).
+//!
+//! The tag model keeps memory in tag order; like a real reader, the simulator sends each
+//! block MSB first (byte-reversed) and reverses written blocks back (PROTOCOLS.md §4.2).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rfidgw_driver::{LineStats, Uid};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::codec::Framed;
+
+use crate::codec::FeigCodec;
+use crate::frame::{
+    Addressing, Block, BlocksReply, InventoryItem, InventoryReply, MAX_READ_BYTES, NxpCommand,
+    RawFrame, Reply, Request, SetOutput, Status, SystemInfoReply, TR_TYPE_ISO15693, UidBytes,
+};
+
+/// Bytes per block of the simulated tags (ICODE SLIX).
+const BLOCK: usize = 4;
+/// ISO 15693 error code "block not available" (PROTOCOLS.md §4.1).
+const ISO_BLOCK_NOT_AVAILABLE: u8 = 0x10;
+
+/// One virtual ISO 15693 tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualTag {
+    /// UID, MSB first (`E004…`).
+    pub uid: Uid,
+    /// AFI.
+    pub afi: u8,
+    /// DSFID.
+    pub dsfid: u8,
+    /// NXP EAS bit.
+    pub eas: bool,
+    /// User memory in tag order (block 0 first), whole 4-byte blocks.
+    pub memory: Vec<u8>,
+    /// Whether the tag is in the reader's field.
+    pub in_field: bool,
+}
+
+/// ICODE SLIX: 28 user blocks of 4 bytes (PROTOCOLS.md §4.1).
+const SLIX_USER_BLOCKS: usize = 28;
+
+impl VirtualTag {
+    /// A tag in the field with AFI `07`, DSFID `00`, EAS off and 28 empty blocks.
+    pub fn new(uid: Uid) -> Self {
+        Self {
+            uid,
+            afi: 0x07,
+            dsfid: 0,
+            eas: false,
+            memory: vec![0; SLIX_USER_BLOCKS * BLOCK],
+            in_field: true,
+        }
+    }
+
+    fn uid_bytes(&self) -> Option<UidBytes> {
+        UidBytes::try_from(self.uid.as_bytes()).ok()
+    }
+
+    fn block_count(&self) -> usize {
+        self.memory.len().div_ceil(BLOCK)
+    }
+}
+
+/// A fault the simulator plays on the next request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Send these bytes before the reply.
+    Garbage(Vec<u8>),
+    /// Do not answer (the host times out).
+    NoReply,
+    /// Send the reply with a broken CRC.
+    CorruptCrc,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tags: Vec<VirtualTag>,
+    faults: VecDeque<Fault>,
+    outputs: Vec<SetOutput>,
+    inputs: u8,
+    changed: u8,
+    requests: u64,
+    /// Data sets per inventory reply before status 94 (more data); 0 = no limit.
+    max_per_reply: usize,
+    pending_more: Vec<InventoryItem>,
+}
+
+/// A cloneable remote control of a running simulator.
+#[derive(Clone, Debug, Default)]
+pub struct SimHandle {
+    state: Arc<Mutex<State>>,
+    unplug: Arc<Notify>,
+}
+
+impl SimHandle {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock can only come from a bug in this module; keep
+        // serving the state as it was rather than poisoning every later call.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts a tag into the field (replacing one with the same UID).
+    pub fn insert_tag(&self, mut tag: VirtualTag) {
+        tag.in_field = true;
+        let mut state = self.lock();
+        state.tags.retain(|t| t.uid != tag.uid);
+        state.tags.push(tag);
+    }
+
+    /// Moves a tag out of the field (it keeps its state and can come back).
+    pub fn remove_tag(&self, uid: &Uid) {
+        self.set_in_field(uid, false);
+    }
+
+    /// Moves a known tag into or out of the field.
+    pub fn set_in_field(&self, uid: &Uid, in_field: bool) {
+        if let Some(tag) = self.lock().tags.iter_mut().find(|t| &t.uid == uid) {
+            tag.in_field = in_field;
+        }
+    }
+
+    /// The tag's current state.
+    pub fn tag(&self, uid: &Uid) -> Option<VirtualTag> {
+        self.lock().tags.iter().find(|t| &t.uid == uid).cloned()
+    }
+
+    /// Queues a fault for the next request.
+    pub fn inject(&self, fault: Fault) {
+        self.lock().faults.push_back(fault);
+    }
+
+    /// Closes the stream now, like pulling the reader's cable.
+    pub fn unplug(&self) {
+        self.unplug.notify_one();
+    }
+
+    /// Sets the input levels (bits 0–2 = IN1–IN3); changed bits are tracked for `[74]`.
+    pub fn set_inputs(&self, levels: u8) {
+        let mut state = self.lock();
+        state.changed |= (state.inputs ^ levels) & 0x07;
+        state.inputs = levels & 0x07;
+    }
+
+    /// Every `[71]` set output received, oldest first.
+    pub fn outputs(&self) -> Vec<SetOutput> {
+        self.lock().outputs.clone()
+    }
+
+    /// Requests answered or swallowed so far.
+    pub fn requests(&self) -> u64 {
+        self.lock().requests
+    }
+
+    /// Limits the data sets per inventory reply, so the host must fetch the rest with MORE.
+    pub fn set_max_per_reply(&self, max: usize) {
+        self.lock().max_per_reply = max;
+    }
+
+    /// Plays a script forever: each tag is in the field from `at` to `at + stay` of every
+    /// `round`. Tags not in the script are left alone.
+    pub async fn play(&self, script: Vec<(Uid, Duration, Duration)>, round: Duration) {
+        let round = round.max(Duration::from_millis(1));
+        loop {
+            let start = tokio::time::Instant::now();
+            let mut steps: Vec<(Duration, &Uid, bool)> = Vec::new();
+            for (uid, at, stay) in &script {
+                steps.push((*at, uid, true));
+                steps.push((at.saturating_add(*stay), uid, false));
+            }
+            steps.sort_by_key(|s| s.0);
+            for (at, uid, enter) in steps {
+                tokio::time::sleep_until(start + at).await;
+                self.set_in_field(uid, enter);
+            }
+            tokio::time::sleep_until(start + round).await;
+        }
+    }
+}
+
+/// A virtual FEIG reader.
+#[derive(Debug, Default)]
+pub struct FeigSimulator {
+    handle: SimHandle,
+    address: u8,
+}
+
+/// ISO 15693 AFI matching (PROTOCOLS.md §3.2).
+fn afi_matches(request: u8, tag: u8) -> bool {
+    match (request >> 4, request & 0x0F) {
+        (0, 0) => true,
+        (family, 0) => tag >> 4 == family,
+        _ => tag == request,
+    }
+}
+
+impl FeigSimulator {
+    /// A simulator at COM-ADR `00` with these tags.
+    pub fn new(tags: Vec<VirtualTag>) -> Self {
+        Self::with_handle(SimHandle::default(), tags)
+    }
+
+    /// A simulator controlled by an existing handle, its field set to `tags`.
+    pub fn with_handle(handle: SimHandle, tags: Vec<VirtualTag>) -> Self {
+        handle.lock().tags = tags;
+        Self { handle, address: 0 }
+    }
+
+    /// Its remote control.
+    pub fn handle(&self) -> SimHandle {
+        self.handle.clone()
+    }
+
+    /// Spawns the simulator on one end of an in-memory stream and returns the other end.
+    pub fn spawn_duplex(self) -> tokio::io::DuplexStream {
+        let (host, reader) = tokio::io::duplex(4096);
+        tokio::spawn(async move {
+            let _ = self.serve(reader).await;
+        });
+        host
+    }
+
+    /// Answers requests on `io` until the host closes it, an I/O error, or [`SimHandle::unplug`].
+    pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(self, io: T) -> std::io::Result<()> {
+        let mut framed = Framed::new(io, FeigCodec::new(LineStats::new()));
+        loop {
+            let next = tokio::select! {
+                () = self.handle.unplug.notified() => {
+                    let mut io = framed.into_inner();
+                    let _ = io.shutdown().await;
+                    return Ok(());
+                }
+                next = framed.next() => next,
+            };
+            let raw = match next {
+                None => return Ok(()),
+                Some(Err(crate::codec::CodecError::Io(e))) => return Err(e),
+                Some(Ok(raw)) => raw,
+            };
+            if raw.address != self.address && raw.address != crate::frame::BROADCAST_ADDRESS {
+                continue;
+            }
+            let (fault, reply) = {
+                let mut state = self.handle.lock();
+                state.requests += 1;
+                let fault = state.faults.pop_front();
+                (fault, self.answer(&mut state, &raw))
+            };
+            let mut bytes = reply.to_raw().to_bytes();
+            match fault {
+                Some(Fault::NoReply) => continue,
+                Some(Fault::Garbage(garbage)) => {
+                    framed.get_mut().write_all(&garbage).await?;
+                }
+                Some(Fault::CorruptCrc) => {
+                    if let Some(last) = bytes.last_mut() {
+                        *last ^= 0xFF;
+                    }
+                }
+                None => {}
+            }
+            framed.get_mut().write_all(&bytes).await?;
+            framed.get_mut().flush().await?;
+        }
+    }
+
+    fn reply(&self, raw: &RawFrame, status: Status, data: Vec<u8>) -> Reply {
+        Reply {
+            address: self.address,
+            command: raw.command,
+            status,
+            data,
+            data_offset: 4,
+        }
+    }
+
+    fn answer(&self, state: &mut State, raw: &RawFrame) -> Reply {
+        let Ok(request) = Request::from_raw(raw) else {
+            return self.reply(raw, Status::LengthError, Vec::new());
+        };
+        let ok = |data: Vec<u8>| self.reply(raw, Status::Ok, data);
+        let status = |status: Status| self.reply(raw, status, Vec::new());
+        match request {
+            Request::BaudDetect | Request::CpuReset | Request::RfReset => ok(Vec::new()),
+            Request::SoftwareVersion => ok(vec![0x03, 0x01, 0x00, 0x00, 0x00, 0x78]),
+            Request::SetOutput(output) => {
+                state.outputs.push(output);
+                ok(Vec::new())
+            }
+            Request::GetInput => {
+                let inputs = state.inputs | state.changed << 4;
+                state.changed = 0;
+                ok(vec![inputs])
+            }
+            Request::Inventory { more, afi } => self.inventory(state, raw, more, afi),
+            Request::ReadMultipleBlocks {
+                addressing,
+                first,
+                count,
+            } => self.read_blocks(state, raw, addressing, first, count),
+            Request::WriteMultipleBlocks {
+                addressing,
+                first,
+                block_size,
+                data,
+            } => self.write_blocks(state, raw, addressing, first, block_size, &data),
+            Request::WriteAfi { addressing, afi } => match find(state, addressing) {
+                Some(tag) => {
+                    tag.afi = afi;
+                    ok(Vec::new())
+                }
+                None => status(Status::NoTransponder),
+            },
+            Request::GetSystemInfo { addressing } => match find(state, addressing) {
+                Some(tag) => {
+                    let blocks = tag.block_count().clamp(1, 256) - 1;
+                    ok(SystemInfoReply {
+                        dsfid: tag.dsfid,
+                        uid: tag.uid_bytes().unwrap_or_default(),
+                        afi: tag.afi,
+                        mem_size: ((BLOCK as u16 - 1) << 8) | blocks as u16,
+                        ic_ref: 0x01,
+                    }
+                    .to_data())
+                }
+                None => status(Status::NoTransponder),
+            },
+            Request::Nxp {
+                command,
+                addressing,
+            } => self.nxp(state, raw, command, addressing),
+            Request::Other { .. } => status(Status::UnknownCommand),
+        }
+    }
+
+    fn inventory(&self, state: &mut State, raw: &RawFrame, more: bool, afi: Option<u8>) -> Reply {
+        let status = |status: Status| self.reply(raw, status, Vec::new());
+        if !more {
+            state.pending_more = state
+                .tags
+                .iter()
+                .filter(|t| t.in_field && afi.is_none_or(|a| afi_matches(a, t.afi)))
+                .filter_map(|t| {
+                    Some(InventoryItem {
+                        tr_type: TR_TYPE_ISO15693,
+                        dsfid: t.dsfid,
+                        uid: t.uid_bytes()?,
+                    })
+                })
+                .collect();
+            if state.pending_more.is_empty() {
+                return status(Status::NoTransponder);
+            }
+        }
+        let take = match state.max_per_reply {
+            0 => state.pending_more.len(),
+            max => max.min(state.pending_more.len()),
+        };
+        let items: Vec<InventoryItem> = state.pending_more.drain(..take).collect();
+        let reply_status = if state.pending_more.is_empty() {
+            Status::Ok
+        } else {
+            Status::MoreData
+        };
+        if items.is_empty() {
+            return status(Status::NoTransponder);
+        }
+        self.reply(raw, reply_status, InventoryReply { items }.to_data())
+    }
+
+    fn read_blocks(
+        &self,
+        state: &mut State,
+        raw: &RawFrame,
+        addressing: Addressing,
+        first: u8,
+        count: u8,
+    ) -> Reply {
+        let ok = |data: Vec<u8>| self.reply(raw, Status::Ok, data);
+        let status = |status: Status| self.reply(raw, status, Vec::new());
+        let Some(tag) = find(state, addressing) else {
+            return status(Status::NoTransponder);
+        };
+        let count = usize::from(count);
+        if count == 0 || count * BLOCK > MAX_READ_BYTES {
+            return status(Status::ParameterRangeError);
+        }
+        let first = usize::from(first);
+        if first + count > tag.block_count() {
+            return self.reply(raw, Status::Iso15693Error, vec![ISO_BLOCK_NOT_AVAILABLE]);
+        }
+        let blocks = (first..first + count)
+            .map(|n| {
+                let mut data = tag
+                    .memory
+                    .get(n * BLOCK..(n + 1) * BLOCK)
+                    .unwrap_or_default()
+                    .to_vec();
+                data.resize(BLOCK, 0);
+                // ISO-Host sends block data MSB first: reversed against tag memory.
+                data.reverse();
+                Block { security: 0, data }
+            })
+            .collect();
+        ok(BlocksReply {
+            block_size: BLOCK as u8,
+            blocks,
+        }
+        .to_data())
+    }
+
+    fn write_blocks(
+        &self,
+        state: &mut State,
+        raw: &RawFrame,
+        addressing: Addressing,
+        first: u8,
+        block_size: u8,
+        data: &[u8],
+    ) -> Reply {
+        let ok = |data: Vec<u8>| self.reply(raw, Status::Ok, data);
+        let status = |status: Status| self.reply(raw, status, Vec::new());
+        let Some(tag) = find(state, addressing) else {
+            return status(Status::NoTransponder);
+        };
+        if usize::from(block_size) != BLOCK {
+            return status(Status::ParameterRangeError);
+        }
+        let first = usize::from(first);
+        let count = data.len() / BLOCK;
+        if first + count > tag.block_count() {
+            // [unverified] order of the ISO error code and the failing block number.
+            let failing = tag.block_count().min(255) as u8;
+            return self.reply(
+                raw,
+                Status::Iso15693Error,
+                vec![ISO_BLOCK_NOT_AVAILABLE, failing],
+            );
+        }
+        for (n, block) in data.chunks(BLOCK).enumerate() {
+            let start = (first + n) * BLOCK;
+            if let Some(target) = tag.memory.get_mut(start..start + BLOCK) {
+                target.copy_from_slice(block);
+                target.reverse();
+            }
+        }
+        ok(Vec::new())
+    }
+
+    fn nxp(
+        &self,
+        state: &mut State,
+        raw: &RawFrame,
+        command: NxpCommand,
+        addressing: Addressing,
+    ) -> Reply {
+        let ok = |data: Vec<u8>| self.reply(raw, Status::Ok, data);
+        let status = |status: Status| self.reply(raw, status, Vec::new());
+        if command == NxpCommand::EasAlarm && addressing == Addressing::NonAddressed {
+            let any = state.tags.iter().any(|t| t.in_field && t.eas);
+            return status(if any {
+                Status::Ok
+            } else {
+                Status::NoTransponder
+            });
+        }
+        let Some(tag) = find(state, addressing) else {
+            return status(Status::NoTransponder);
+        };
+        match command {
+            NxpCommand::SetEas => tag.eas = true,
+            NxpCommand::ResetEas => tag.eas = false,
+            // Only a tag whose EAS bit is set answers the alarm (PROTOCOLS.md §3.3).
+            NxpCommand::EasAlarm if !tag.eas => return status(Status::NoTransponder),
+            NxpCommand::LockEas | NxpCommand::EasAlarm => {}
+        }
+        ok(Vec::new())
+    }
+}
+
+/// The tag a request addresses, if it is in the field.
+fn find(state: &mut State, addressing: Addressing) -> Option<&mut VirtualTag> {
+    match addressing {
+        Addressing::Addressed(uid) => state
+            .tags
+            .iter_mut()
+            .find(|t| t.in_field && t.uid.as_bytes() == uid),
+        Addressing::NonAddressed => state.tags.iter_mut().find(|t| t.in_field),
+        Addressing::Selected => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn afi_matching_follows_iso_15693_families() {
+        let cases = [
+            (0x00, 0x07, true),
+            (0x00, 0xC2, true),
+            (0xC0, 0xC2, true),
+            (0xC0, 0x07, false),
+            (0x07, 0x07, true),
+            (0x07, 0xC2, false),
+            (0xC2, 0xC2, true),
+            (0xC2, 0xC3, false),
+        ];
+        for (request, tag, want) in cases {
+            assert_eq!(
+                afi_matches(request, tag),
+                want,
+                "{request:02X} vs {tag:02X}"
+            );
+        }
+    }
+}

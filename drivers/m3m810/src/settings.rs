@@ -1,0 +1,351 @@
+//! The settings table of a `3m810` device, and the device task built from it.
+//!
+//! ```toml
+//! [[devices]]
+//! id = "staff-pad"
+//! driver = "3m810"
+//! [devices.settings.transport]
+//! kind = "serial"                 # or "tcp", or "simulator"
+//! path = "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A1B2C3-if00-port0"
+//! # baud 19200, 8N1 by default (PROTOCOLS.md §4.3)
+//! [devices.settings.poll]         # the shared read loop (rfidgw_driver::read_loop)
+//! poll_interval_ms = 200
+//! memory_blocks = 8
+//! [devices.settings.driver]
+//! command_timeout_ms = 1500
+//! write_attempts = 10
+//! [[devices.settings.simulator.tags]]   # only with kind = "simulator"
+//! uid = "E004010031269117"
+//! afi = "07"
+//! memory = "11010000 …"
+//! at_ms = 0
+//! stay_ms = 3000
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rfidgw_driver::hex_serde;
+use rfidgw_driver::read_loop::{self, HfCommand, ReadLoopConfig};
+use rfidgw_driver::transport::{self, BoxTransport, LineDefaults, Parity, TransportConfig};
+use rfidgw_driver::{Device, DeviceError, DeviceEventSink, DeviceFuture, Uid};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::{DriverConfig, M3m810Reader};
+use crate::frame::{BLOCK_SIZE, UID_LEN};
+use crate::sim::{ScriptedTag, SimPad, VirtualTag};
+
+/// The 3M 810's serial line: 19200 baud, 8N1, no handshake (PROTOCOLS.md §4.3).
+pub const LINE_DEFAULTS: LineDefaults = LineDefaults {
+    baud: 19_200,
+    parity: Parity::None,
+    data_bits: 8,
+    stop_bits: 1,
+};
+
+/// Settings of a `3m810` device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct M3m810Settings {
+    /// How the pad is attached.
+    pub transport: TransportConfig,
+    /// Polling and per-tag reads of the shared read loop.
+    #[serde(default)]
+    pub poll: ReadLoopConfig,
+    /// Timing and retries of the driver.
+    #[serde(default)]
+    pub driver: DriverSettings,
+    /// The virtual pad used with `transport.kind = "simulator"`.
+    #[serde(default)]
+    pub simulator: SimulatorSettings,
+}
+
+/// The driver's timing and retries, in config units.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriverSettings {
+    /// Time to wait for one complete reply, in milliseconds.
+    pub command_timeout_ms: u64,
+    /// Write attempts (write + read-back each) before a write is given up (1 to 100).
+    pub write_attempts: u32,
+    /// Pause between write attempts, in milliseconds.
+    pub retry_pause_ms: u64,
+    /// Options byte of the inventory (`05` as 3M software sends; `07` also asks DSFIDs).
+    #[serde(with = "hex_serde::byte")]
+    pub inventory_options: u8,
+    /// Blocks per read multiblock command (1 to 32).
+    pub blocks_per_read: u8,
+}
+
+impl Default for DriverSettings {
+    fn default() -> Self {
+        let d = DriverConfig::default();
+        Self {
+            command_timeout_ms: u64::try_from(d.command_timeout.as_millis()).unwrap_or(u64::MAX),
+            write_attempts: d.write_attempts,
+            retry_pause_ms: u64::try_from(d.retry_pause.as_millis()).unwrap_or(u64::MAX),
+            inventory_options: d.inventory_options,
+            blocks_per_read: d.blocks_per_read,
+        }
+    }
+}
+
+/// Why settings cannot work, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SettingsError {
+    /// The settings key, e.g. `driver.write_attempts`.
+    pub key: String,
+    /// What is wrong and what would work.
+    pub message: String,
+}
+
+impl DriverSettings {
+    /// The driver configuration, checked.
+    pub fn to_config(&self) -> Result<DriverConfig, SettingsError> {
+        if self.command_timeout_ms == 0 {
+            return Err(SettingsError {
+                key: "driver.command_timeout_ms".into(),
+                message: "0 ms leaves the reader no time to answer; 1500 is the default".into(),
+            });
+        }
+        if !(1..=100).contains(&self.write_attempts) {
+            return Err(SettingsError {
+                key: "driver.write_attempts".into(),
+                message: format!("{} is not 1 to 100", self.write_attempts),
+            });
+        }
+        if !(1..=32).contains(&self.blocks_per_read) {
+            return Err(SettingsError {
+                key: "driver.blocks_per_read".into(),
+                message: format!("{} is not 1 to 32", self.blocks_per_read),
+            });
+        }
+        Ok(DriverConfig {
+            command_timeout: Duration::from_millis(self.command_timeout_ms),
+            write_attempts: self.write_attempts,
+            retry_pause: Duration::from_millis(self.retry_pause_ms),
+            inventory_options: self.inventory_options,
+            blocks_per_read: self.blocks_per_read,
+        })
+    }
+}
+
+/// The virtual pad's script.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorSettings {
+    /// Length of one round in milliseconds; the script repeats after it (0 = play once).
+    pub round_ms: u64,
+    /// The tags and when they are on the pad.
+    pub tags: Vec<SimTagSettings>,
+}
+
+/// One scripted virtual tag.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimTagSettings {
+    /// UID, 8 bytes hex MSB first.
+    pub uid: Uid,
+    /// AFI (hex byte).
+    #[serde(default, with = "hex_serde::byte")]
+    pub afi: u8,
+    /// DSFID (hex byte).
+    #[serde(default, with = "hex_serde::byte")]
+    pub dsfid: u8,
+    /// NXP EAS bit.
+    #[serde(default)]
+    pub eas: bool,
+    /// User memory, hex, block 0 first; padded with zeros to 28 blocks.
+    #[serde(default, with = "hex_serde::bytes")]
+    pub memory: Vec<u8>,
+    /// When the tag is put on the pad, from the start of the round, in milliseconds.
+    #[serde(default)]
+    pub at_ms: u64,
+    /// How long it stays, in milliseconds; absent = it stays.
+    #[serde(default)]
+    pub stay_ms: Option<u64>,
+}
+
+impl SimulatorSettings {
+    /// The script, checked.
+    pub fn script(&self) -> Result<Vec<ScriptedTag>, SettingsError> {
+        self.tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let uid = <[u8; UID_LEN]>::try_from(t.uid.as_bytes()).map_err(|_| SettingsError {
+                    key: format!("simulator.tags[{i}].uid"),
+                    message: format!("{} is not 8 bytes (16 hex digits)", t.uid),
+                })?;
+                let mut memory = t.memory.clone();
+                let blocks = memory.len().div_ceil(BLOCK_SIZE).max(28);
+                if blocks > 255 {
+                    return Err(SettingsError {
+                        key: format!("simulator.tags[{i}].memory"),
+                        message: format!("{} bytes are more than 255 blocks", t.memory.len()),
+                    });
+                }
+                memory.resize(blocks * BLOCK_SIZE, 0);
+                Ok(ScriptedTag {
+                    tag: VirtualTag {
+                        afi: t.afi,
+                        dsfid: t.dsfid,
+                        eas: t.eas,
+                        memory,
+                        ..VirtualTag::new(uid)
+                    },
+                    at: Duration::from_millis(t.at_ms),
+                    stay: t.stay_ms.map(Duration::from_millis),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Tag commands (AFI/EAS/block writes) for a device, shared across its restarts: the
+/// daemon keeps the [`read_loop::HfHandle`] and every run of the device takes the receiver.
+pub type SharedCommands = Arc<Mutex<mpsc::Receiver<HfCommand>>>;
+
+/// A `3m810` device: opens its transport, runs the shared read loop over the driver.
+pub struct M3m810Device {
+    settings: M3m810Settings,
+    config: DriverConfig,
+    script: Vec<ScriptedTag>,
+    commands: Option<SharedCommands>,
+}
+
+impl std::fmt::Debug for M3m810Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("M3m810Device")
+            .field("transport", &self.settings.transport.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl M3m810Device {
+    /// A device from checked settings.
+    pub fn new(settings: M3m810Settings) -> Result<Self, SettingsError> {
+        let config = settings.driver.to_config()?;
+        let script = settings.simulator.script()?;
+        Ok(Self {
+            settings,
+            config,
+            script,
+            commands: None,
+        })
+    }
+
+    /// Serves tag commands from `commands` between polls.
+    #[must_use]
+    pub fn with_commands(mut self, commands: SharedCommands) -> Self {
+        self.commands = Some(commands);
+        self
+    }
+
+    fn start_simulator(&self) -> BoxTransport {
+        let pad = SimPad::new();
+        let (host, pad_end) = tokio::io::duplex(8 * 1024);
+        let script = self.script.clone();
+        let round = Duration::from_millis(self.settings.simulator.round_ms);
+        let repeat = self.settings.simulator.round_ms > 0;
+        tokio::spawn(async move {
+            // The script plays while the pad is served; both end when the host end closes.
+            tokio::select! {
+                result = pad.serve(pad_end) => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "3M sim: stream ended");
+                    }
+                }
+                () = async {
+                    pad.play(&script, round, repeat).await;
+                    std::future::pending::<()>().await;
+                } => {}
+            }
+        });
+        Box::new(host)
+    }
+}
+
+impl Device for M3m810Device {
+    fn run(self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture {
+        Box::pin(async move {
+            let io = transport::open(&self.settings.transport, LINE_DEFAULTS, || {
+                Ok(self.start_simulator())
+            })
+            .await
+            .map_err(DeviceError::from)?;
+            let mut reader = M3m810Reader::new(io, self.config.clone());
+            match &self.commands {
+                Some(shared) => {
+                    let mut commands = shared.lock().await;
+                    read_loop::run(
+                        &mut reader,
+                        &self.settings.poll,
+                        &sink,
+                        &cancel,
+                        Some(&mut *commands),
+                    )
+                    .await
+                }
+                None => read_loop::run(&mut reader, &self.settings.poll, &sink, &cancel, None).await,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_serial_pad_needs_only_its_path() {
+        let settings: M3m810Settings = toml::from_str(
+            "[transport]\nkind = \"serial\"\npath = \"/dev/serial/by-id/usb-FTDI-if00\"",
+        )
+        .unwrap();
+        assert_eq!(settings.driver, DriverSettings::default());
+        assert!(M3m810Device::new(settings).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_by_name() {
+        let cases = [
+            ("[transport]\nkind = \"simulator\"\n[driver]\nretries = 3", "retries"),
+            ("[transport]\nkind = \"simulator\"\nspeed = 1", "speed"),
+            (
+                "[transport]\nkind = \"simulator\"\n[driver]\ninventory_options = \"zz\"",
+                "zz",
+            ),
+            (
+                "[transport]\nkind = \"simulator\"\n[[simulator.tags]]\nuid = \"E0\"\nmemory = \"0\"",
+                "not hex bytes",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = toml::from_str::<M3m810Settings>(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn checked_settings_name_the_key_that_cannot_work() {
+        let cases = [
+            ("[driver]\nwrite_attempts = 0", "driver.write_attempts: 0 is not 1 to 100"),
+            ("[driver]\ncommand_timeout_ms = 0", "driver.command_timeout_ms"),
+            ("[driver]\nblocks_per_read = 40", "driver.blocks_per_read: 40"),
+            (
+                "[[simulator.tags]]\nuid = \"E004\"",
+                "simulator.tags[0].uid: E004 is not 8 bytes",
+            ),
+        ];
+        for (text, needle) in cases {
+            let text = format!("[transport]\nkind = \"simulator\"\n{text}");
+            let settings: M3m810Settings = toml::from_str(&text).unwrap();
+            let err = M3m810Device::new(settings).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+}
