@@ -132,6 +132,13 @@ impl Daemon {
             ));
         }
 
+        if config.store.journal_keep_days > 0 {
+            background.spawn(prune_journal(
+                store.clone(),
+                config.store.journal_keep_days,
+                background_cancel.clone(),
+            ));
+        }
         background.spawn(report_health(
             registry.clone(),
             peers,
@@ -250,6 +257,24 @@ async fn serve_api(
     });
     tracing::info!(%addr, "API listening");
     Ok(addr)
+}
+
+/// Deletes journal rows older than `keep_days`, at start and then hourly.
+async fn prune_journal(store: Store, keep_days: u32, cancel: CancellationToken) {
+    let keep = Duration::from_hours(24) * keep_days;
+    let mut tick = tokio::time::interval(Duration::from_hours(1));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let cutoff = std::time::SystemTime::now() - keep;
+        match store.prune_journal(cutoff).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, keep_days, "pruned old journal rows"),
+            Err(error) => tracing::warn!(%error, "journal pruning failed; will retry in an hour"),
+        }
+    }
 }
 
 /// Keeps systemd's `STATUS=` current and feeds its watchdog while the pipeline moves.

@@ -91,6 +91,9 @@ pub struct StoreConfig {
     pub file: PathBuf,
     /// Most events written in one transaction (group commit).
     pub batch_max: usize,
+    /// Journal rows older than this many days are deleted (hourly); 0 keeps everything.
+    /// An SD card in a Pi is small: a busy gate writes ~100k rows a day.
+    pub journal_keep_days: u32,
 }
 
 impl Default for StoreConfig {
@@ -98,6 +101,7 @@ impl Default for StoreConfig {
         Self {
             file: PathBuf::from("rfidgw.db"),
             batch_max: 256,
+            journal_keep_days: 90,
         }
     }
 }

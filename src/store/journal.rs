@@ -121,6 +121,15 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
+    /// Deletes rows older than `cutoff`; returns how many went.
+    pub async fn prune_journal(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM journal WHERE at_ms < $1")
+            .bind(millis(cutoff))
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// How many rows the journal holds.
     pub async fn journal_len(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) FROM journal")
@@ -161,6 +170,22 @@ mod tests {
         assert_eq!(rows[1].kind, "daemon_started");
         let only_tags = store.recent(10, Some("tag_arrived")).await.unwrap();
         assert_eq!(only_tags.len(), 1);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn pruning_deletes_only_rows_older_than_the_cutoff() {
+        let (_dir, store) = store().await;
+        let day = std::time::Duration::from_secs(86_400);
+        let now = SystemTime::now();
+        let mut old = JournalEntry::new("old", json!({}));
+        old.at = now - 10 * day;
+        let mut recent = JournalEntry::new("recent", json!({}));
+        recent.at = now - day;
+        store.append(&[old, recent]).await.unwrap();
+        assert_eq!(store.prune_journal(now - 5 * day).await.unwrap(), 1);
+        let kinds: Vec<_> = store.recent(10, None).await.unwrap().into_iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, ["recent"]);
         store.close().await;
     }
 

@@ -201,3 +201,183 @@ impl Encoder<&RawFrame> for FeigCodec {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{Reply, Request, Status};
+
+    fn inventory() -> Vec<u8> {
+        vec![0x07, 0xFF, 0xB0, 0x01, 0x00, 0x1C, 0x56]
+    }
+
+    fn no_transponder() -> Vec<u8> {
+        vec![0x06, 0x00, 0xB0, 0x01, 0x5C, 0x63]
+    }
+
+    /// Feeds `chunks` one at a time and collects every frame (with EOF at the end).
+    fn run(chunks: &[Vec<u8>]) -> (Vec<Vec<u8>>, rfidgw_driver::LineCounters) {
+        let mut codec = FeigCodec::default();
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                frames.push(frame.to_bytes());
+            }
+        }
+        while let Some(frame) = codec.decode_eof(&mut buf).unwrap() {
+            frames.push(frame.to_bytes());
+        }
+        (frames, codec.stats().snapshot())
+    }
+
+    #[test]
+    fn frames_are_split_and_garbage_is_skipped_and_counted() {
+        let bad_crc = {
+            let mut f = inventory();
+            f[6] ^= 0x01;
+            f
+        };
+        // (case, chunks, frames out, bytes skipped, bad frames)
+        let cases: Vec<(&str, Vec<Vec<u8>>, Vec<Vec<u8>>, u64, u64)> = vec![
+            (
+                "one clean frame",
+                vec![inventory()],
+                vec![inventory()],
+                0,
+                0,
+            ),
+            (
+                "a frame split across reads",
+                vec![inventory()[..3].to_vec(), inventory()[3..].to_vec()],
+                vec![inventory()],
+                0,
+                0,
+            ),
+            (
+                "two frames in one read",
+                vec![[inventory(), no_transponder()].concat()],
+                vec![inventory(), no_transponder()],
+                0,
+                0,
+            ),
+            (
+                "bytes that cannot start a frame",
+                vec![[vec![0x00, 0x01, 0x03, 0x04], inventory()].concat()],
+                vec![inventory()],
+                4,
+                0,
+            ),
+            (
+                "garbage that looks like a long frame",
+                vec![[vec![0xFF, 0xAA], inventory()].concat()],
+                vec![inventory()],
+                2,
+                0,
+            ),
+            (
+                "a frame with a bad CRC before a good one",
+                vec![[bad_crc.clone(), no_transponder()].concat()],
+                vec![no_transponder()],
+                7,
+                1,
+            ),
+            (
+                "a partial frame at the end of the stream",
+                vec![inventory()[..4].to_vec()],
+                vec![],
+                4,
+                1,
+            ),
+        ];
+        for (case, chunks, want, skipped, bad) in cases {
+            let (frames, counters) = run(&chunks);
+            assert_eq!(frames, want, "{case}");
+            assert_eq!(counters.bytes_skipped, skipped, "{case}: skipped");
+            assert_eq!(counters.bad_frames, bad, "{case}: bad frames");
+            assert_eq!(counters.frames_ok, want.len() as u64, "{case}: frames ok");
+        }
+    }
+
+    #[test]
+    fn an_advanced_length_reply_over_255_bytes_round_trips() {
+        let reply = Reply {
+            address: 0,
+            command: 0xB0,
+            status: Status::Ok,
+            data: (0..=255u8).chain(0..50).collect(),
+            data_offset: 6,
+        };
+        let raw = reply.to_raw();
+        assert!(raw.advanced);
+        let bytes = raw.to_bytes();
+        assert_eq!(bytes[0], 0x02);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([bytes[1], bytes[2]])),
+            bytes.len()
+        );
+        let (frames, _) = run(&[bytes.clone()]);
+        assert_eq!(frames, [bytes]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_frame_older_than_12_ms_is_dropped_when_new_bytes_arrive() {
+        let mut codec = FeigCodec::default().with_inter_char_gap(Some(INTER_CHARACTER_GAP));
+        let mut buf = BytesMut::from(&inventory()[..4]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        tokio::time::advance(Duration::from_millis(20)).await;
+        buf.extend_from_slice(&no_transponder());
+        let frame = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(frame.to_bytes(), no_transponder());
+        let counters = codec.stats().snapshot();
+        assert_eq!((counters.bytes_skipped, counters.bad_frames), (4, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_frame_that_still_completes_validly_is_kept() {
+        let mut codec = FeigCodec::default().with_inter_char_gap(Some(INTER_CHARACTER_GAP));
+        let mut buf = BytesMut::from(&inventory()[..4]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        tokio::time::advance(Duration::from_millis(20)).await;
+        buf.extend_from_slice(&inventory()[4..]);
+        assert_eq!(
+            codec.decode(&mut buf).unwrap().unwrap().to_bytes(),
+            inventory()
+        );
+        assert_eq!(codec.stats().snapshot().bytes_skipped, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn within_12_ms_a_partial_frame_waits_for_its_rest() {
+        let mut codec = FeigCodec::default().with_inter_char_gap(Some(INTER_CHARACTER_GAP));
+        let mut buf = BytesMut::from(&[0x06, 0x00, 0xB0][..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        tokio::time::advance(Duration::from_millis(5)).await;
+        buf.extend_from_slice(&[0x01, 0x5C]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        tokio::time::advance(Duration::from_millis(5)).await;
+        buf.extend_from_slice(&[0x63]);
+        assert_eq!(
+            codec.decode(&mut buf).unwrap().unwrap().to_bytes(),
+            no_transponder()
+        );
+    }
+
+    #[test]
+    fn the_encoder_writes_requests_with_len_and_crc() {
+        let mut codec = FeigCodec::default();
+        let mut out = BytesMut::new();
+        codec
+            .encode(
+                Request::Inventory {
+                    more: false,
+                    afi: None,
+                }
+                .to_raw(0xFF),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(&out[..], &inventory()[..]);
+    }
+}
