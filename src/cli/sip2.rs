@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rfidgw_sip2::client::{Connector, Direction, HoldMode, Sip2Error, Tap};
+use rfidgw_sip2::client::{Connector, Direction, HoldMode, Requests, Sip2Error, Tap};
 use rfidgw_sip2::codec::{ChecksumPolicy, Sip2Codec, Terminator};
 use rfidgw_sip2::dialect::{Profile, Sip2PeerConfig};
 use rfidgw_sip2::frame::{ChecksumStatus, Message, WireFormat};
@@ -25,6 +25,8 @@ use tokio_util::bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
 /// SIP2 arguments.
+// Command-line switches are naturally independent booleans.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, clap::Args)]
 pub struct Sip2Args {
     /// SIP2 server `host:port` (needed for every subcommand but `decode`).
@@ -33,8 +35,8 @@ pub struct Sip2Args {
     /// Login user id (CN).
     #[arg(long)]
     user: Option<String>,
-    /// Login password (CO); never printed.
-    #[arg(long, env = "RFIDGW_SIP2_PASS", hide_env_values = true)]
+    /// Login password (CO); never printed. Default: env RFIDGW_SIP2_PASS (keeps it out of `ps`).
+    #[arg(long)]
     pass: Option<String>,
     /// Institution id (AO).
     #[arg(long, default_value = "")]
@@ -42,8 +44,8 @@ pub struct Sip2Args {
     /// Location code (CP) sent at login; also the current location (AP) of a checkin.
     #[arg(long)]
     location: Option<String>,
-    /// Terminal password (AC); never printed.
-    #[arg(long, env = "RFIDGW_SIP2_TERMINAL_PASS", hide_env_values = true)]
+    /// Terminal password (AC); never printed. Default: env RFIDGW_SIP2_TERMINAL_PASS.
+    #[arg(long)]
     terminal_pass: Option<String>,
     /// Dialect preset: generic, koha, evergreen, folio or symphony.
     #[arg(long, default_value = "generic")]
@@ -209,17 +211,15 @@ fn decode(frame: &str, encoding: Encoding, show_secrets: bool) -> anyhow::Result
         .context("not a valid SIP2 frame")?;
     let mut value = message_json(&decoded.message, show_secrets);
     if let Value::Object(map) = &mut value {
-        map.insert(
-            "checksum_valid".into(),
-            match decoded.checksum {
-                ChecksumStatus::Absent => Value::Null,
-                ChecksumStatus::Valid => Value::Bool(true),
-                ChecksumStatus::Invalid { computed, .. } => {
-                    map.insert("checksum_expected".into(), json!(format!("{computed:04X}")));
-                    Value::Bool(false)
-                }
-            },
-        );
+        let valid = match decoded.checksum {
+            ChecksumStatus::Absent => Value::Null,
+            ChecksumStatus::Valid => Value::Bool(true),
+            ChecksumStatus::Invalid { computed, .. } => {
+                map.insert("checksum_expected".into(), json!(format!("{computed:04X}")));
+                Value::Bool(false)
+            }
+        };
+        map.insert("checksum_valid".into(), valid);
     }
     Ok(value)
 }
@@ -284,10 +284,19 @@ fn peer_config(args: &Sip2Args) -> anyhow::Result<Sip2PeerConfig> {
     if user.is_empty() && !args.no_login {
         bail!("--user is required (or --no-login for servers without login)");
     }
-    let mut config = Sip2PeerConfig::new(addr, user, args.pass.clone().unwrap_or_default());
+    let pass = args
+        .pass
+        .clone()
+        .or_else(|| std::env::var("RFIDGW_SIP2_PASS").ok())
+        .unwrap_or_default();
+    let mut config = Sip2PeerConfig::new(addr, user, pass);
     config.institution.clone_from(&args.institution);
     config.location.clone_from(&args.location);
-    config.terminal_password = args.terminal_pass.as_deref().map(Secret::new);
+    config.terminal_password = args
+        .terminal_pass
+        .clone()
+        .or_else(|| std::env::var("RFIDGW_SIP2_TERMINAL_PASS").ok())
+        .map(Secret::new);
     config.profile = args.profile;
     config.encoding = args.encoding;
     if args.no_error_detection {
@@ -310,30 +319,13 @@ fn peer_config(args: &Sip2Args) -> anyhow::Result<Sip2PeerConfig> {
     Ok(config)
 }
 
-async fn exchange(args: Sip2Args) -> anyhow::Result<Value> {
-    let config = peer_config(&args)?;
-    let connector = Connector::new(config)?;
-    let tap: Option<Tap> = args.raw.then(|| {
-        Arc::new(|direction: Direction, message: &Message| {
-            let arrow = match direction {
-                Direction::Sent => ">>",
-                Direction::Received => "<<",
-            };
-            eprintln!("{arrow} {message}");
-        }) as Tap
-    });
-    let (mut session, status) = connector
-        .connect(tap.clone())
-        .await
-        .with_context(|| format!("SIP2 session with {} failed", connector.addr()))?;
-    let requests = connector.requests();
+/// The request a subcommand sends, and the item whose outcome must be recovered through
+/// item information if the answer is lost (checkout, checkin). `None` for `status`, which
+/// the login sequence already answered.
+fn request_for(command: &Sip2Command, requests: &Requests) -> Option<(Message, Option<String>)> {
     let pin = |p: &Option<String>| p.as_deref().map(Secret::new);
-    let (request, item) = match &args.command {
-        Sip2Command::Decode { .. } => unreachable!("handled before"),
-        Sip2Command::Status => {
-            let message = rfidgw_sip2::frame::Sip2Message::to_message(&status);
-            return Ok(message_json(&message, false));
-        }
+    Some(match command {
+        Sip2Command::Decode { .. } | Sip2Command::Status => return None,
         Sip2Command::Patron {
             patron,
             pin: p,
@@ -385,6 +377,28 @@ async fn exchange(args: Sip2Args) -> anyhow::Result<Value> {
             None,
         ),
         Sip2Command::End { patron } => (requests.end_patron_session(patron, None), None),
+    })
+}
+
+async fn exchange(args: Sip2Args) -> anyhow::Result<Value> {
+    let config = peer_config(&args)?;
+    let connector = Connector::new(config)?;
+    let tap: Option<Tap> = args.raw.then(|| {
+        Arc::new(|direction: Direction, message: &Message| {
+            let arrow = match direction {
+                Direction::Sent => ">>",
+                Direction::Received => "<<",
+            };
+            eprintln!("{arrow} {message}");
+        }) as Tap
+    });
+    let (mut session, status) = connector
+        .connect(tap.clone())
+        .await
+        .with_context(|| format!("SIP2 session with {} failed", connector.addr()))?;
+    let Some((request, item)) = request_for(&args.command, connector.requests()) else {
+        let message = rfidgw_sip2::frame::Sip2Message::to_message(&status);
+        return Ok(message_json(&message, false));
     };
     let command = request.command;
     match session.transact(request).await {

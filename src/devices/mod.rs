@@ -5,6 +5,9 @@
 //! understands. The table is parsed in a second step into the driver's own typed settings
 //! (with unknown keys rejected), so an error names the device and the key.
 
+mod feig;
+mod hid;
+mod m3m810;
 mod sim;
 
 use rfidgw_driver::Device;
@@ -18,6 +21,13 @@ pub use sim::{SimSettings, SimTag};
 pub enum DriverKind {
     /// Scripted tag reads, for the demo and tests.
     Sim,
+    /// A 3M 810 staff pad / 3M RFID Reader Model 210 (serial, TCP or its simulator).
+    #[serde(rename = "3m810")]
+    M3m810,
+    /// A USB HID keyboard-wedge card reader (patron cards).
+    Hid,
+    /// A FEIG OBID ISO-Host reader (serial, TCP, USB or its simulator).
+    Feig,
 }
 
 /// One `[[devices]]` entry of the config.
@@ -53,6 +63,9 @@ impl DeviceConfig {
     pub fn build(&self) -> Result<Box<dyn Device>, DeviceConfigError> {
         match self.driver {
             DriverKind::Sim => Ok(Box::new(sim::SimReader::new(self.settings()?))),
+            DriverKind::M3m810 => m3m810::build(self),
+            DriverKind::Hid => hid::build(self),
+            DriverKind::Feig => feig::build(self),
         }
     }
 

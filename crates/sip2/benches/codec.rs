@@ -10,7 +10,10 @@ use rfidgw_sip2::frame::{Message, WireFormat};
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
-const VECTORS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/sip2-good.tsv"));
+const VECTORS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/vectors/sip2-good.tsv"
+));
 
 fn frames() -> Vec<Vec<u8>> {
     VECTORS
@@ -42,7 +45,11 @@ fn codec_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("sip2_codec");
     group.throughput(Throughput::Elements(count));
     group.bench_function("decode_20_vectors", |b| {
-        let mut codec = Sip2Codec::new(WireFormat::default(), Terminator::Cr, ChecksumPolicy::Strict);
+        let mut codec = Sip2Codec::new(
+            WireFormat::default(),
+            Terminator::Cr,
+            ChecksumPolicy::Strict,
+        );
         b.iter(|| {
             let mut buf = BytesMut::from(stream.as_slice());
             let mut n = 0;
@@ -54,7 +61,11 @@ fn codec_benches(c: &mut Criterion) {
         });
     });
     group.bench_function("encode_20_vectors", |b| {
-        let mut codec = Sip2Codec::new(WireFormat::default(), Terminator::Cr, ChecksumPolicy::Strict);
+        let mut codec = Sip2Codec::new(
+            WireFormat::default(),
+            Terminator::Cr,
+            ChecksumPolicy::Strict,
+        );
         let mut buf = BytesMut::with_capacity(stream.len() * 2);
         b.iter(|| {
             buf.clear();

@@ -24,11 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{ChecksumPolicy, Sip2Codec, Terminator};
 use crate::encoding::Encoding;
 use crate::frame::{
-    AcsStatus, AnyMessage, CheckinResponse, CheckoutResponse, Command,
-    EndSessionResponse, FeePaidResponse, HoldResponse,
-    ItemInformationResponse, ItemStatusUpdateResponse, LoginResponse, Message,
-    PatronEnableResponse, PatronInformationResponse, PatronStatusResponse, RenewAllResponse,
-    RenewResponse, RequestScResend, Sip2Message, Trailer, WireFormat, sip_datetime,
+    AcsStatus, AnyMessage, CheckinResponse, CheckoutResponse, Command, EndSessionResponse,
+    FeePaidResponse, HoldResponse, ItemInformationResponse, ItemStatusUpdateResponse,
+    LoginResponse, Message, PatronEnableResponse, PatronInformationResponse, PatronStatusResponse,
+    RenewAllResponse, RenewResponse, RequestScResend, Sip2Message, Trailer, WireFormat,
+    sip_datetime,
 };
 use crate::secret::Secret;
 
@@ -468,6 +468,8 @@ impl AcsSimulator {
     }
 
     /// Serves one connection (any byte stream) until the peer closes it or a fault drops it.
+    // One linear request loop (decode, resend/replay, faults, answer) reads best in one place.
+    #[allow(clippy::too_many_lines)]
     pub async fn serve<S>(&self, stream: S)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -497,7 +499,7 @@ impl AcsSimulator {
                 Err(_) => return,
                 Ok(Err(error)) => {
                     tracing::debug!(%error, "ACS simulator: bad frame, asking for a resend");
-                    let resend = self.encode_resend(error_detection, &config_format);
+                    let resend = Self::encode_resend(error_detection, config_format);
                     if write.write_all(&resend).await.is_err() {
                         return;
                     }
@@ -534,7 +536,7 @@ impl AcsSimulator {
                 Some(Fault::DropBeforeProcessing) => return,
                 Some(Fault::Silence) => continue,
                 Some(Fault::AskResend) => {
-                    let resend = self.encode_resend(error_detection, &config_format);
+                    let resend = Self::encode_resend(error_detection, config_format);
                     if write.write_all(&resend).await.is_err() {
                         return;
                     }
@@ -585,12 +587,12 @@ impl AcsSimulator {
         }
     }
 
-    fn encode_resend(&self, mode: SimErrorDetection, format: &WireFormat) -> Vec<u8> {
+    fn encode_resend(mode: SimErrorDetection, format: WireFormat) -> Vec<u8> {
         let mut message = RequestScResend::default().to_message();
         if mode != SimErrorDetection::Off {
             message.trailer = Trailer::Checksum;
         }
-        let mut bytes = message.encode(format).unwrap_or_else(|_| b"96".to_vec());
+        let mut bytes = message.encode(&format).unwrap_or_else(|_| b"96".to_vec());
         bytes.push(b'\r');
         bytes
     }
@@ -623,9 +625,15 @@ fn cents(value: u32) -> String {
 }
 
 fn parse_cents(amount: &str) -> u32 {
-    let (whole, frac) = amount.trim().split_once('.').unwrap_or((amount.trim(), "0"));
+    let (whole, frac) = amount
+        .trim()
+        .split_once('.')
+        .unwrap_or((amount.trim(), "0"));
     let whole: u32 = whole.parse().unwrap_or(0);
-    let frac: u32 = format!("{frac:0<2}").get(..2).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let frac: u32 = format!("{frac:0<2}")
+        .get(..2)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
     whole.saturating_mul(100).saturating_add(frac)
 }
 
@@ -651,9 +659,12 @@ impl State {
         self.patrons.get(id)
     }
 
-    fn password_ok(&self, patron: &SimPatron, given: Option<&Secret>) -> Option<String> {
+    fn password_ok(patron: &SimPatron, given: Option<&Secret>) -> Option<String> {
         given.map(|g| {
-            let ok = patron.pin.as_ref().is_none_or(|pin| pin.expose() == g.expose());
+            let ok = patron
+                .pin
+                .as_ref()
+                .is_none_or(|pin| pin.expose() == g.expose());
             if ok { "Y" } else { "N" }.to_owned()
         })
     }
@@ -700,7 +711,10 @@ impl State {
                     personal_name: patron.map(|p| p.name.clone()).unwrap_or_default(),
                     valid_patron: Some(if patron.is_some() { "Y" } else { "N" }.into()),
                     valid_patron_password: patron.and_then(|p| {
-                        self.password_ok(p, (!r.patron_password.is_empty()).then_some(&r.patron_password))
+                        Self::password_ok(
+                            p,
+                            (!r.patron_password.is_empty()).then_some(&r.patron_password),
+                        )
                     }),
                     currency_type: Some("USD".into()),
                     fee_amount: patron.map(|p| cents(p.fine_cents)),
@@ -741,7 +755,7 @@ impl State {
                     valid_patron: Some(if patron.is_some() { "Y" } else { "N" }.into()),
                     valid_patron_password: patron
                         .as_ref()
-                        .and_then(|p| self.password_ok(p, r.patron_password.as_ref())),
+                        .and_then(|p| Self::password_ok(p, r.patron_password.as_ref())),
                     currency_type: Some("USD".into()),
                     fee_amount: patron.as_ref().map(|p| cents(p.fine_cents)),
                     hold_items: if wants(0) { holds } else { vec![] },
@@ -762,14 +776,40 @@ impl State {
                     item_identifier: r.item_identifier.clone(),
                     ..Default::default()
                 };
-                let refusal = match (self.patrons.get(&r.patron_identifier), self.items.get(&r.item_identifier)) {
+                let refusal = match (
+                    self.patrons.get(&r.patron_identifier),
+                    self.items.get(&r.item_identifier),
+                ) {
                     (None, _) => Some("Unknown patron"),
                     (_, None) => Some("Unknown item"),
                     (Some(p), _) if p.blocked => Some("Patron blocked"),
-                    (Some(p), Some(_)) if p.pin.is_some() && r.patron_password.as_ref().is_some_and(|g| Some(g) != p.pin.as_ref()) => Some("Wrong patron password"),
-                    (_, Some(i)) if i.config.charged_to.as_ref().is_some_and(|c| c != &r.patron_identifier) => Some("Item charged to another patron"),
-                    (_, Some(i)) if i.config.hold_for.as_ref().is_some_and(|h| h != &r.patron_identifier) => Some("Item on hold for another patron"),
-                    (_, Some(i)) if i.config.fee_cents > 0 && r.fee_acknowledged.as_deref() != Some("Y") => {
+                    (Some(p), Some(_))
+                        if p.pin.is_some()
+                            && r.patron_password
+                                .as_ref()
+                                .is_some_and(|g| Some(g) != p.pin.as_ref()) =>
+                    {
+                        Some("Wrong patron password")
+                    }
+                    (_, Some(i))
+                        if i.config
+                            .charged_to
+                            .as_ref()
+                            .is_some_and(|c| c != &r.patron_identifier) =>
+                    {
+                        Some("Item charged to another patron")
+                    }
+                    (_, Some(i))
+                        if i.config
+                            .hold_for
+                            .as_ref()
+                            .is_some_and(|h| h != &r.patron_identifier) =>
+                    {
+                        Some("Item on hold for another patron")
+                    }
+                    (_, Some(i))
+                        if i.config.fee_cents > 0 && r.fee_acknowledged.as_deref() != Some("Y") =>
+                    {
                         response.fee_type = Some("06".into());
                         response.currency_type = Some("USD".into());
                         response.fee_amount = Some(cents(i.config.fee_cents));
@@ -778,7 +818,7 @@ impl State {
                     _ => None,
                 };
                 if let Some(item) = self.items.get_mut(&r.item_identifier) {
-                    response.title_identifier = item.config.title.clone();
+                    response.title_identifier.clone_from(&item.config.title);
                     response.media_type = Some(item.config.media_type.clone());
                     if refusal.is_none() {
                         response.renewal_ok = item.config.charged_to.is_some();
@@ -833,7 +873,9 @@ impl State {
                         response.alert = false;
                         response.patron_identifier = item.config.charged_to.take();
                         item.due_date = None;
-                        response.permanent_location = item.config.location.clone();
+                        response
+                            .permanent_location
+                            .clone_from(&item.config.location);
                         response.title_identifier = Some(item.config.title.clone());
                         response.media_type = Some(item.config.media_type.clone());
                         if let Some(holder) = &item.config.hold_for {
@@ -877,12 +919,14 @@ impl State {
                         } else {
                             3
                         };
-                        response.title_identifier = item.config.title.clone();
-                        response.due_date = item.due_date.clone();
+                        response.title_identifier.clone_from(&item.config.title);
+                        response.due_date.clone_from(&item.due_date);
                         response.media_type = Some(item.config.media_type.clone());
                         response.permanent_location = Some(item.config.location.clone());
                         response.current_location = Some(item.config.location.clone());
-                        response.destination_location = item.config.transit_to.clone();
+                        response
+                            .destination_location
+                            .clone_from(&item.config.transit_to);
                         response.hold_queue_length =
                             Some(u32::from(item.config.hold_for.is_some()).to_string());
                         if !item.config.properties.is_empty() {
@@ -936,7 +980,7 @@ impl State {
                         response.ok = true;
                         response.renewal_ok = true;
                         response.desensitize = Some(true);
-                        response.title_identifier = item.config.title.clone();
+                        response.title_identifier.clone_from(&item.config.title);
                         response.due_date = due;
                     }
                     _ => response.screen_message = vec!["Item cannot be renewed".into()],
@@ -985,13 +1029,21 @@ impl State {
                     Some(item) if known_patron => {
                         response.title_identifier = Some(item.config.title.clone());
                         match r.hold_mode.as_str() {
-                            "+" | "*" if item.config.hold_for.as_ref().is_none_or(|h| h == &r.patron_identifier) => {
+                            "+" | "*"
+                                if item
+                                    .config
+                                    .hold_for
+                                    .as_ref()
+                                    .is_none_or(|h| h == &r.patron_identifier) =>
+                            {
                                 item.config.hold_for = Some(r.patron_identifier.clone());
                                 response.ok = true;
                                 response.available = item.config.charged_to.is_none();
                                 response.queue_position = Some("1".into());
                             }
-                            "-" if item.config.hold_for.as_deref() == Some(&r.patron_identifier) => {
+                            "-" if item.config.hold_for.as_deref()
+                                == Some(&r.patron_identifier) =>
+                            {
                                 item.config.hold_for = None;
                                 response.ok = true;
                             }

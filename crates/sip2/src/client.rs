@@ -13,7 +13,7 @@
 //! reconnects, asks Item Information (17) and reports what the ACS says actually happened
 //! ([`Completion::Recovered`]); if even that fails the error says the outcome is unknown.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{CodecError, Sip2Codec};
 use crate::dialect::{Dialect, DialectError, NbDueDate, Sip2PeerConfig};
 use crate::frame::{
-    AcsStatus, BLANK_DATETIME, BlockPatron, Checkin, CheckinResponse, Checkout,
-    CheckoutResponse, Command, EndPatronSession, EndSessionResponse, FeePaid, FeePaidResponse,
-    FrameError, Hold, HoldResponse, ItemInformation, ItemInformationResponse, ItemStatusUpdate,
+    AcsStatus, BLANK_DATETIME, BlockPatron, Checkin, CheckinResponse, Checkout, CheckoutResponse,
+    Command, EndPatronSession, EndSessionResponse, FeePaid, FeePaidResponse, FrameError, Hold,
+    HoldResponse, ItemInformation, ItemInformationResponse, ItemStatusUpdate,
     ItemStatusUpdateResponse, Login, LoginResponse, Message, PatronEnable, PatronEnableResponse,
     PatronInformation, PatronInformationResponse, PatronStatus, PatronStatusResponse, Renew,
     RenewAll, RenewAllResponse, RenewResponse, RequestAcsResend, ScStatus, Sip2Message, Trailer,
@@ -78,7 +78,9 @@ pub enum Sip2Error {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// The ACS answered 94 with ok = 0.
-    #[error("SIP2 server refused the login of user {user:?} (94 ok=0); check ils.sip2.user and password")]
+    #[error(
+        "SIP2 server refused the login of user {user:?} (94 ok=0); check ils.sip2.user and password"
+    )]
     LoginRefused {
         /// CN sent.
         user: String,
@@ -143,7 +145,9 @@ pub enum Sip2Error {
     },
     /// A checkout/checkin was sent, the line broke, and item information could not be
     /// obtained either: whether it happened is unknown. Ask again with 17 before retrying.
-    #[error("outcome of {command} for item {item} is unknown: {reason}; ask item information before retrying")]
+    #[error(
+        "outcome of {command} for item {item} is unknown: {reason}; ask item information before retrying"
+    )]
     OutcomeUnknown {
         /// The request.
         command: Command,
@@ -172,6 +176,140 @@ impl Sip2Error {
     }
 }
 
+/// Monotonic counters of one peer, for the daemon's metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Sip2Metrics {
+    sessions_opened: AtomicU64,
+    connect_failures: AtomicU64,
+    connections_lost: AtomicU64,
+    requests: AtomicU64,
+    request_failures: AtomicU64,
+    outcomes_recovered: AtomicU64,
+    resends_requested: AtomicU64,
+    resends_obeyed: AtomicU64,
+}
+
+/// A copy of [`Sip2Metrics`] at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sip2MetricsSnapshot {
+    /// Sessions logged in.
+    pub sessions_opened: u64,
+    /// Connect or login attempts that failed.
+    pub connect_failures: u64,
+    /// Sessions that broke (timeout, closed line, unreadable answers).
+    pub connections_lost: u64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests that ended in an error.
+    pub request_failures: u64,
+    /// Checkouts/checkins whose outcome was found through item information.
+    pub outcomes_recovered: u64,
+    /// 97 Request ACS Resend sent (unreadable response).
+    pub resends_requested: u64,
+    /// Requests sent again because the ACS answered 96.
+    pub resends_obeyed: u64,
+}
+
+impl Sip2Metrics {
+    /// The current values.
+    pub fn snapshot(&self) -> Sip2MetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Sip2MetricsSnapshot {
+            sessions_opened: get(&self.sessions_opened),
+            connect_failures: get(&self.connect_failures),
+            connections_lost: get(&self.connections_lost),
+            requests: get(&self.requests),
+            request_failures: get(&self.request_failures),
+            outcomes_recovered: get(&self.outcomes_recovered),
+            resends_requested: get(&self.resends_requested),
+            resends_obeyed: get(&self.resends_obeyed),
+        }
+    }
+}
+
+/// A significant occurrence: `emit` writes one structured log event and bumps its counter,
+/// so logs and metrics never drift apart. Never carries message contents or passwords.
+enum Sip2Event<'a> {
+    SessionUp {
+        peer: &'a str,
+    },
+    ConnectFailed {
+        peer: &'a str,
+        error: &'a Sip2Error,
+    },
+    ConnectionLost {
+        peer: &'a str,
+        error: &'a str,
+    },
+    RequestAnswered,
+    RequestFailed {
+        command: Command,
+        error: &'a Sip2Error,
+    },
+    AnswerLost {
+        command: Command,
+        item: &'a str,
+        error: &'a Sip2Error,
+    },
+    OutcomeRecovered {
+        command: Command,
+        item: &'a str,
+    },
+    ResendRequested {
+        command: Command,
+        problem: &'a FrameError,
+    },
+    ResendObeyed {
+        command: Command,
+    },
+}
+
+impl Sip2Event<'_> {
+    fn emit(&self, metrics: &Sip2Metrics) {
+        let bump = |c: &AtomicU64| {
+            c.fetch_add(1, Ordering::Relaxed);
+        };
+        match self {
+            Self::SessionUp { peer } => {
+                bump(&metrics.sessions_opened);
+                tracing::info!(peer = %peer, "SIP2 session up");
+            }
+            Self::ConnectFailed { peer, error } => {
+                bump(&metrics.connect_failures);
+                tracing::warn!(peer = %peer, error = %error_chain(*error), "SIP2 connect failed");
+            }
+            Self::ConnectionLost { peer, error } => {
+                bump(&metrics.connections_lost);
+                tracing::warn!(peer = %peer, error = %error, "SIP2 connection lost; reconnecting");
+            }
+            Self::RequestAnswered => bump(&metrics.requests),
+            Self::RequestFailed { command, error } => {
+                bump(&metrics.request_failures);
+                tracing::debug!(%command, error = %error_chain(*error), "SIP2 request failed");
+            }
+            Self::AnswerLost {
+                command,
+                item,
+                error,
+            } => {
+                tracing::warn!(%command, item = %item, error = %error_chain(*error), "SIP2 answer lost; asking item information instead of resending");
+            }
+            Self::OutcomeRecovered { command, item } => {
+                bump(&metrics.outcomes_recovered);
+                tracing::info!(%command, item = %item, "SIP2 outcome found through item information");
+            }
+            Self::ResendRequested { command, problem } => {
+                bump(&metrics.resends_requested);
+                tracing::debug!(%command, error = %problem, "SIP2 response unreadable; asking for it again (97)");
+            }
+            Self::ResendObeyed { command } => {
+                bump(&metrics.resends_obeyed);
+                tracing::debug!(%command, "SIP2 server asked for a resend (96)");
+            }
+        }
+    }
+}
+
 /// Which way a frame went (for the `--raw` tap).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -191,6 +329,7 @@ pub struct Session<S> {
     sequence: u8,
     request_timeout: Duration,
     tap: Option<Tap>,
+    metrics: Arc<Sip2Metrics>,
 }
 
 impl<S> std::fmt::Debug for Session<S> {
@@ -213,7 +352,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             sequence: 0,
             request_timeout,
             tap: None,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts this session's events into `metrics`.
+    pub fn set_metrics(&mut self, metrics: Arc<Sip2Metrics>) {
+        self.metrics = metrics;
     }
 
     /// Lets `tap` see every frame.
@@ -277,7 +422,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Ok(Some(Err(CodecError::Io(source)))) => {
                     return Err(Sip2Error::Io { command, source });
                 }
-                Ok(Some(Err(CodecError::Frame(e)))) | Ok(Some(Ok(Err(e)))) => Err(e),
+                Ok(Some(Err(CodecError::Frame(e)) | Ok(Err(e)))) => Err(e),
                 Ok(Some(Ok(Ok(decoded)))) => Ok(decoded.message),
             };
             match item {
@@ -289,7 +434,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         });
                     }
                     asked += 1;
-                    tracing::debug!(%command, error = %problem, "SIP2 response unreadable; asking for it again (97)");
+                    Sip2Event::ResendRequested {
+                        command,
+                        problem: &problem,
+                    }
+                    .emit(&self.metrics);
                     let mut again = RequestAcsResend::default().to_message();
                     if self.dialect.error_detection {
                         again.trailer = Trailer::Checksum;
@@ -305,7 +454,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             return Err(Sip2Error::ResendLimit { command });
                         }
                         resent += 1;
-                        tracing::debug!(%command, "SIP2 server asked for a resend (96)");
+                        Sip2Event::ResendObeyed { command }.emit(&self.metrics);
                         self.send(&request, command).await?;
                         continue;
                     }
@@ -325,7 +474,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Sends a typed request and reads its typed response.
-    pub async fn call<Q: Sip2Message, R: Sip2Message>(&mut self, request: &Q) -> Result<R, Sip2Error> {
+    pub async fn call<Q: Sip2Message, R: Sip2Message>(
+        &mut self,
+        request: &Q,
+    ) -> Result<R, Sip2Error> {
         let response = self.transact(request.to_message()).await?;
         R::from_message(&response).map_err(Sip2Error::Decode)
     }
@@ -403,7 +555,9 @@ pub enum HoldMode {
 
 impl Requests {
     fn now() -> String {
-        sip_datetime(time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc()))
+        sip_datetime(
+            time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc()),
+        )
     }
 
     fn ac(&self) -> Option<Secret> {
@@ -433,7 +587,12 @@ impl Requests {
     }
 
     /// 63 Patron Information; `summary` selects one list (§1.7 positions 0–5).
-    pub fn patron_information(&self, patron: &str, pin: Option<&Secret>, summary: Option<usize>) -> Message {
+    pub fn patron_information(
+        &self,
+        patron: &str,
+        pin: Option<&Secret>,
+        summary: Option<usize>,
+    ) -> Message {
         let (start_item, end_item) = summary_range(summary.is_some());
         let summary: String = (0..10)
             .map(|i| if Some(i) == summary { 'Y' } else { ' ' })
@@ -454,7 +613,13 @@ impl Requests {
     }
 
     /// 11 Checkout.
-    pub fn checkout(&self, patron: &str, item: &str, pin: Option<&Secret>, fee_acknowledged: bool) -> Message {
+    pub fn checkout(
+        &self,
+        patron: &str,
+        item: &str,
+        pin: Option<&Secret>,
+        fee_acknowledged: bool,
+    ) -> Message {
         let date = Self::now();
         Checkout {
             sc_renewal_policy: true,
@@ -552,7 +717,14 @@ impl Requests {
     }
 
     /// 15 Hold.
-    pub fn hold(&self, mode: HoldMode, patron: &str, item: &str, pickup: Option<&str>, pin: Option<&Secret>) -> Message {
+    pub fn hold(
+        &self,
+        mode: HoldMode,
+        patron: &str,
+        item: &str,
+        pickup: Option<&str>,
+        pin: Option<&Secret>,
+    ) -> Message {
         Hold {
             hold_mode: match mode {
                 HoldMode::Add => "+",
@@ -577,7 +749,15 @@ impl Requests {
     }
 
     /// 37 Fee Paid (fee type and payment type codes per §1.7).
-    pub fn fee_paid(&self, patron: &str, amount: &str, currency: &str, fee_type: u32, payment_type: u32, pin: Option<&Secret>) -> Message {
+    pub fn fee_paid(
+        &self,
+        patron: &str,
+        amount: &str,
+        currency: &str,
+        fee_type: u32,
+        payment_type: u32,
+        pin: Option<&Secret>,
+    ) -> Message {
         FeePaid {
             transaction_date: Self::now(),
             fee_type,
@@ -653,6 +833,7 @@ pub struct Connector {
     tls: Option<Sip2Tls>,
     requests: Requests,
     dialer: Option<Dialer>,
+    metrics: Arc<Sip2Metrics>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -686,6 +867,7 @@ impl Connector {
             tls,
             requests,
             dialer: None,
+            metrics: Arc::default(),
         })
     }
 
@@ -710,20 +892,19 @@ impl Connector {
             addr: addr.clone(),
             source,
         };
-        let plain: BoxStream = match &self.dialer {
-            Some(dial) => tokio::time::timeout(connect_timeout, dial())
+        let plain: BoxStream = if let Some(dial) = &self.dialer {
+            tokio::time::timeout(connect_timeout, dial())
                 .await
                 .map_err(|_| timed_out())?
-                .map_err(failed)?,
-            None => {
-                let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(addr.as_str()))
-                    .await
-                    .map_err(|_| timed_out())?
-                    .map_err(failed)?;
-                // Lock-step request/response: Nagle would only add latency.
-                let _ = tcp.set_nodelay(true);
-                Box::new(tcp)
-            }
+                .map_err(failed)?
+        } else {
+            let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(addr.as_str()))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(failed)?;
+            // Lock-step request/response: Nagle would only add latency.
+            let _ = tcp.set_nodelay(true);
+            Box::new(tcp)
         };
         Ok(match &self.tls {
             None => plain,
@@ -756,7 +937,10 @@ impl Connector {
 
     /// Connects, logs in (when the dialect wants it) and exchanges 99/98. The request
     /// timeout comes from config, else from the 98 timeout period.
-    pub async fn connect(&self, tap: Option<Tap>) -> Result<(Session<BoxStream>, AcsStatus), Sip2Error> {
+    pub async fn connect(
+        &self,
+        tap: Option<Tap>,
+    ) -> Result<(Session<BoxStream>, AcsStatus), Sip2Error> {
         let stream = self.open().await?;
         let mut session = Session::new(
             stream,
@@ -767,9 +951,14 @@ impl Connector {
             session.set_max_frame(max);
         }
         session.set_tap(tap);
+        session.set_metrics(self.metrics.clone());
         if self.dialect.login_required {
             session
-                .login(&self.config.user, &self.config.password, self.config.location.as_deref())
+                .login(
+                    &self.config.user,
+                    &self.config.password,
+                    self.config.location.as_deref(),
+                )
                 .await?;
         }
         let status = session.sc_status().await?;
@@ -852,8 +1041,8 @@ pub enum Completion<T> {
     /// whether it happened (`applied`). For a checkout, applied = the item is charged
     /// (circulation status 04/05); for a checkin, applied = it is not charged.
     Recovered {
-        /// The 18 response.
-        item: ItemInformationResponse,
+        /// The 18 response (boxed: it is much larger than most answers).
+        item: Box<ItemInformationResponse>,
         /// Whether the transaction took effect.
         applied: bool,
     },
@@ -879,7 +1068,7 @@ impl StatusCell {
     }
 }
 
-fn set_status(status: &StatusCell, state: PeerState, error: Option<&Sip2Error>) {
+fn set_status(status: &StatusCell, state: PeerState, error: Option<String>) {
     {
         let mut s = status
             .inner
@@ -887,7 +1076,7 @@ fn set_status(status: &StatusCell, state: PeerState, error: Option<&Sip2Error>) 
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         s.state = state;
         if let Some(e) = error {
-            s.last_error = Some((Instant::now(), error_chain(e)));
+            s.last_error = Some((Instant::now(), e));
         }
     }
     status.changed.notify_waiters();
@@ -926,10 +1115,16 @@ impl Backoff {
 
 enum ServeEnd {
     Shutdown,
-    Broken(Sip2Error),
+    /// Why the session broke (error chain text).
+    Broken(String),
 }
 
-async fn connection_task(connector: Arc<Connector>, mut rx: mpsc::Receiver<Job>, status: Arc<StatusCell>, shutdown: CancellationToken) {
+async fn connection_task(
+    connector: Arc<Connector>,
+    mut rx: mpsc::Receiver<Job>,
+    status: Arc<StatusCell>,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Backoff {
         next: MIN_BACKOFF,
         max: connector
@@ -949,18 +1144,26 @@ async fn connection_task(connector: Arc<Connector>, mut rx: mpsc::Receiver<Job>,
             Ok((mut session, _)) => {
                 backoff.reset();
                 set_status(&status, PeerState::Online, None);
-                tracing::info!(peer = %peer, "SIP2 session up");
+                Sip2Event::SessionUp { peer: &peer }.emit(&connector.metrics);
                 match serve(&connector, &mut session, &mut rx, &shutdown).await {
                     ServeEnd::Shutdown => return,
                     ServeEnd::Broken(error) => {
-                        tracing::warn!(peer = %peer, error = %error_chain(&error), "SIP2 connection lost; reconnecting");
-                        set_status(&status, PeerState::Offline, Some(&error));
+                        Sip2Event::ConnectionLost {
+                            peer: &peer,
+                            error: &error,
+                        }
+                        .emit(&connector.metrics);
+                        set_status(&status, PeerState::Offline, Some(error));
                     }
                 }
             }
             Err(error) => {
-                tracing::warn!(peer = %peer, error = %error_chain(&error), "SIP2 connect failed");
-                set_status(&status, PeerState::Offline, Some(&error));
+                Sip2Event::ConnectFailed {
+                    peer: &peer,
+                    error: &error,
+                }
+                .emit(&connector.metrics);
+                set_status(&status, PeerState::Offline, Some(error_chain(&error)));
             }
         }
         let deadline = Instant::now() + backoff.step();
@@ -984,7 +1187,12 @@ async fn connection_task(connector: Arc<Connector>, mut rx: mpsc::Receiver<Job>,
     }
 }
 
-async fn serve(connector: &Connector, session: &mut Session<BoxStream>, rx: &mut mpsc::Receiver<Job>, shutdown: &CancellationToken) -> ServeEnd {
+async fn serve(
+    connector: &Connector,
+    session: &mut Session<BoxStream>,
+    rx: &mut mpsc::Receiver<Job>,
+    shutdown: &CancellationToken,
+) -> ServeEnd {
     let keepalive = connector.dialect.keepalive;
     let mut idle_until = Instant::now() + keepalive;
     loop {
@@ -993,7 +1201,7 @@ async fn serve(connector: &Connector, session: &mut Session<BoxStream>, rx: &mut
             () = tokio::time::sleep_until(idle_until) => {
                 // Keep the session alive (§1.4: 99 every few minutes).
                 if let Err(error) = session.sc_status().await {
-                    return ServeEnd::Broken(error);
+                    return ServeEnd::Broken(error_chain(&error));
                 }
                 idle_until = Instant::now() + keepalive;
             }
@@ -1002,31 +1210,42 @@ async fn serve(connector: &Connector, session: &mut Session<BoxStream>, rx: &mut
                 let command = job.message.command;
                 match session.transact(job.message).await {
                     Ok(response) => {
+                        Sip2Event::RequestAnswered.emit(&connector.metrics);
                         let _ = job.reply.send(Ok(Reply::Answered(response)));
                     }
                     Err(error) if error.breaks_connection() => {
                         let Some(item) = job.recover_item else {
+                            Sip2Event::RequestFailed { command, error: &error }.emit(&connector.metrics);
                             let text = error_chain(&error);
                             let _ = job.reply.send(Err(error));
-                            return ServeEnd::Broken(Sip2Error::Offline { last_error: text });
+                            return ServeEnd::Broken(text);
                         };
-                        tracing::warn!(%command, item = %item, error = %error_chain(&error), "SIP2 answer lost; asking item information instead of resending");
+                        Sip2Event::AnswerLost {
+                            command,
+                            item: &item,
+                            error: &error,
+                        }
+                        .emit(&connector.metrics);
                         match recover(connector, &item, shutdown).await {
                             Ok((fresh, info)) => {
                                 *session = fresh;
+                                Sip2Event::OutcomeRecovered { command, item: &item }.emit(&connector.metrics);
                                 let _ = job.reply.send(Ok(Reply::Recovered(info)));
                             }
                             Err(second) => {
-                                let _ = job.reply.send(Err(Sip2Error::OutcomeUnknown {
+                                let unknown = Sip2Error::OutcomeUnknown {
                                     command,
                                     item,
                                     reason: format!("{}; then {}", error_chain(&error), error_chain(&second)),
-                                }));
-                                return ServeEnd::Broken(error);
+                                };
+                                Sip2Event::RequestFailed { command, error: &unknown }.emit(&connector.metrics);
+                                let _ = job.reply.send(Err(unknown));
+                                return ServeEnd::Broken(error_chain(&error));
                             }
                         }
                     }
                     Err(error) => {
+                        Sip2Event::RequestFailed { command, error: &error }.emit(&connector.metrics);
                         let _ = job.reply.send(Err(error));
                     }
                 }
@@ -1037,10 +1256,16 @@ async fn serve(connector: &Connector, session: &mut Session<BoxStream>, rx: &mut
 }
 
 /// Reconnects once and asks 17 for the item.
-async fn recover(connector: &Connector, item: &str, shutdown: &CancellationToken) -> Result<(Session<BoxStream>, Message), Sip2Error> {
+async fn recover(
+    connector: &Connector,
+    item: &str,
+    shutdown: &CancellationToken,
+) -> Result<(Session<BoxStream>, Message), Sip2Error> {
     let attempt = async {
         let (mut session, _) = connector.connect(None).await?;
-        let info = session.transact(connector.requests.item_information(item)).await?;
+        let info = session
+            .transact(connector.requests.item_information(item))
+            .await?;
         Ok((session, info))
     };
     tokio::select! {
@@ -1056,6 +1281,7 @@ pub struct Sip2Pool {
     conns: Arc<Vec<Conn>>,
     next: Arc<AtomicUsize>,
     changed: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for Sip2Pool {
@@ -1063,7 +1289,7 @@ impl std::fmt::Debug for Sip2Pool {
         f.debug_struct("Sip2Pool")
             .field("peer", &self.connector.addr())
             .field("status", &self.status())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -1076,7 +1302,11 @@ impl Sip2Pool {
 
     /// Like [`Sip2Pool::start`] with a prepared connector (e.g. one with a test dialer).
     pub fn start_with(connector: Connector, shutdown: CancellationToken) -> Self {
-        let size = connector.config.pool_size.unwrap_or(DEFAULT_POOL_SIZE).max(1);
+        let size = connector
+            .config
+            .pool_size
+            .unwrap_or(DEFAULT_POOL_SIZE)
+            .max(1);
         let connector = Arc::new(connector);
         let changed = Arc::new(tokio::sync::Notify::new());
         let conns = (0..size)
@@ -1089,7 +1319,12 @@ impl Sip2Pool {
                     }),
                     changed: changed.clone(),
                 });
-                tokio::spawn(connection_task(connector.clone(), rx, status.clone(), shutdown.clone()));
+                tokio::spawn(connection_task(
+                    connector.clone(),
+                    rx,
+                    status.clone(),
+                    shutdown.clone(),
+                ));
                 Conn { tx, status }
             })
             .collect();
@@ -1098,21 +1333,19 @@ impl Sip2Pool {
             conns: Arc::new(conns),
             next: Arc::new(AtomicUsize::new(0)),
             changed,
+            shutdown,
         }
+    }
+
+    /// Stops every connection task of this pool (the token given to `start` does too).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
     }
 
     /// Waits until at least one connection is online (e.g. for readiness or after a
     /// reconnect); combine with `tokio::time::timeout`.
     pub async fn wait_online(&self) {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.status().state == PeerState::Online {
-                return;
-            }
-            notified.await;
-        }
+        self.wait_for(PeerState::Online).await;
     }
 
     /// Waits until the pool's overall state is `state`.
@@ -1130,12 +1363,11 @@ impl Sip2Pool {
 
     /// The peer's state for the status API and systemd `STATUS=`.
     pub fn status(&self) -> PeerStatus {
-        let snapshot: Vec<ConnStatus> = self
-            .conns
+        let snapshot: Vec<ConnStatus> = self.conns.iter().map(|c| c.status.get()).collect();
+        let online = snapshot
             .iter()
-            .map(|c| c.status.get())
-            .collect();
-        let online = snapshot.iter().filter(|s| s.state == PeerState::Online).count();
+            .filter(|s| s.state == PeerState::Online)
+            .count();
         let state = if online > 0 {
             PeerState::Online
         } else if snapshot.iter().any(|s| s.state == PeerState::Connecting) {
@@ -1161,6 +1393,11 @@ impl Sip2Pool {
         self.connector.requests()
     }
 
+    /// Counters of this peer (sessions, failures, recoveries, resends).
+    pub fn metrics(&self) -> Sip2MetricsSnapshot {
+        self.connector.metrics.snapshot()
+    }
+
     fn pick(&self) -> &Conn {
         let n = self.conns.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -1168,14 +1405,28 @@ impl Sip2Pool {
         let order = (0..n).map(|i| (start + i) % n);
         order
             .clone()
-            .find(|&i| self.conns.get(i).is_some_and(|c| state(c) == PeerState::Online))
-            .or_else(|| order.clone().find(|&i| self.conns.get(i).is_some_and(|c| state(c) == PeerState::Connecting)))
+            .find(|&i| {
+                self.conns
+                    .get(i)
+                    .is_some_and(|c| state(c) == PeerState::Online)
+            })
+            .or_else(|| {
+                order.clone().find(|&i| {
+                    self.conns
+                        .get(i)
+                        .is_some_and(|c| state(c) == PeerState::Connecting)
+                })
+            })
             .and_then(|i| self.conns.get(i))
             .or_else(|| self.conns.first())
             .expect("a pool has at least one connection")
     }
 
-    async fn submit(&self, message: Message, recover_item: Option<String>) -> Result<Reply, Sip2Error> {
+    async fn submit(
+        &self,
+        message: Message,
+        recover_item: Option<String>,
+    ) -> Result<Reply, Sip2Error> {
         let (reply, rx) = oneshot::channel();
         self.pick()
             .tx
@@ -1201,13 +1452,23 @@ impl Sip2Pool {
         R::from_message(&response).map_err(Sip2Error::Decode)
     }
 
-    async fn circulation<R: Sip2Message>(&self, message: Message, item: &str, applied: fn(u32) -> bool) -> Result<Completion<R>, Sip2Error> {
+    async fn circulation<R: Sip2Message>(
+        &self,
+        message: Message,
+        item: &str,
+        applied: fn(u32) -> bool,
+    ) -> Result<Completion<R>, Sip2Error> {
         match self.submit(message, Some(item.to_owned())).await? {
-            Reply::Answered(m) => R::from_message(&m).map(Completion::Answered).map_err(Sip2Error::Decode),
+            Reply::Answered(m) => R::from_message(&m)
+                .map(Completion::Answered)
+                .map_err(Sip2Error::Decode),
             Reply::Recovered(m) => {
                 let item = ItemInformationResponse::from_message(&m).map_err(Sip2Error::Decode)?;
                 let applied = applied(item.circulation_status);
-                Ok(Completion::Recovered { item, applied })
+                Ok(Completion::Recovered {
+                    item: Box::new(item),
+                    applied,
+                })
             }
         }
     }
@@ -1227,27 +1488,47 @@ impl Sip2Pool {
     }
 
     /// 23 → 24 Patron Status.
-    pub async fn patron_status(&self, patron: &str, pin: Option<&Secret>) -> Result<PatronStatusResponse, Sip2Error> {
+    pub async fn patron_status(
+        &self,
+        patron: &str,
+        pin: Option<&Secret>,
+    ) -> Result<PatronStatusResponse, Sip2Error> {
         self.typed(self.requests().patron_status(patron, pin)).await
     }
 
     /// 63 → 64 Patron Information; `summary` selects one item list (§1.7 positions 0–5).
-    pub async fn patron_information(&self, patron: &str, pin: Option<&Secret>, summary: Option<usize>) -> Result<PatronInformationResponse, Sip2Error> {
-        self.typed(self.requests().patron_information(patron, pin, summary)).await
+    pub async fn patron_information(
+        &self,
+        patron: &str,
+        pin: Option<&Secret>,
+        summary: Option<usize>,
+    ) -> Result<PatronInformationResponse, Sip2Error> {
+        self.typed(self.requests().patron_information(patron, pin, summary))
+            .await
     }
 
     /// 11 → 12 Checkout; never resent blindly (see [`Completion`]).
-    pub async fn checkout(&self, patron: &str, item: &str, pin: Option<&Secret>, fee_acknowledged: bool) -> Result<Completion<CheckoutResponse>, Sip2Error> {
-        let message = self.requests().checkout(patron, item, pin, fee_acknowledged);
+    pub async fn checkout(
+        &self,
+        patron: &str,
+        item: &str,
+        pin: Option<&Secret>,
+        fee_acknowledged: bool,
+    ) -> Result<Completion<CheckoutResponse>, Sip2Error> {
+        let message = self
+            .requests()
+            .checkout(patron, item, pin, fee_acknowledged);
         // §1.7 circulation status 04 charged, 05 charged (not to be recalled).
-        self.circulation(message, item, |s| matches!(s, 4 | 5)).await
+        self.circulation(message, item, |s| matches!(s, 4 | 5))
+            .await
     }
 
     /// 09 → 10 Checkin; never resent blindly (see [`Completion`]).
     pub async fn checkin(&self, item: &str) -> Result<Completion<CheckinResponse>, Sip2Error> {
         let message = self.requests().checkin(item);
         // Known (not 01 other) and no longer charged.
-        self.circulation(message, item, |s| !matches!(s, 1 | 4 | 5)).await
+        self.circulation(message, item, |s| !matches!(s, 1 | 4 | 5))
+            .await
     }
 
     /// 17 → 18 Item Information.
@@ -1256,42 +1537,91 @@ impl Sip2Pool {
     }
 
     /// 19 → 20 Item Status Update.
-    pub async fn item_status_update(&self, item: &str, properties: &str) -> Result<ItemStatusUpdateResponse, Sip2Error> {
-        self.typed(self.requests().item_status_update(item, properties)).await
+    pub async fn item_status_update(
+        &self,
+        item: &str,
+        properties: &str,
+    ) -> Result<ItemStatusUpdateResponse, Sip2Error> {
+        self.typed(self.requests().item_status_update(item, properties))
+            .await
     }
 
     /// 29 → 30 Renew.
-    pub async fn renew(&self, patron: &str, item: &str, pin: Option<&Secret>) -> Result<RenewResponse, Sip2Error> {
+    pub async fn renew(
+        &self,
+        patron: &str,
+        item: &str,
+        pin: Option<&Secret>,
+    ) -> Result<RenewResponse, Sip2Error> {
         self.typed(self.requests().renew(patron, item, pin)).await
     }
 
     /// 65 → 66 Renew All.
-    pub async fn renew_all(&self, patron: &str, pin: Option<&Secret>) -> Result<RenewAllResponse, Sip2Error> {
+    pub async fn renew_all(
+        &self,
+        patron: &str,
+        pin: Option<&Secret>,
+    ) -> Result<RenewAllResponse, Sip2Error> {
         self.typed(self.requests().renew_all(patron, pin)).await
     }
 
     /// 15 → 16 Hold.
-    pub async fn hold(&self, mode: HoldMode, patron: &str, item: &str, pickup: Option<&str>, pin: Option<&Secret>) -> Result<HoldResponse, Sip2Error> {
-        self.typed(self.requests().hold(mode, patron, item, pickup, pin)).await
+    pub async fn hold(
+        &self,
+        mode: HoldMode,
+        patron: &str,
+        item: &str,
+        pickup: Option<&str>,
+        pin: Option<&Secret>,
+    ) -> Result<HoldResponse, Sip2Error> {
+        self.typed(self.requests().hold(mode, patron, item, pickup, pin))
+            .await
     }
 
     /// 37 → 38 Fee Paid.
-    pub async fn fee_paid(&self, patron: &str, amount: &str, currency: &str, fee_type: u32, payment_type: u32, pin: Option<&Secret>) -> Result<FeePaidResponse, Sip2Error> {
-        self.typed(self.requests().fee_paid(patron, amount, currency, fee_type, payment_type, pin)).await
+    pub async fn fee_paid(
+        &self,
+        patron: &str,
+        amount: &str,
+        currency: &str,
+        fee_type: u32,
+        payment_type: u32,
+        pin: Option<&Secret>,
+    ) -> Result<FeePaidResponse, Sip2Error> {
+        self.typed(
+            self.requests()
+                .fee_paid(patron, amount, currency, fee_type, payment_type, pin),
+        )
+        .await
     }
 
     /// 35 → 36 End Patron Session.
-    pub async fn end_patron_session(&self, patron: &str, pin: Option<&Secret>) -> Result<EndSessionResponse, Sip2Error> {
-        self.typed(self.requests().end_patron_session(patron, pin)).await
+    pub async fn end_patron_session(
+        &self,
+        patron: &str,
+        pin: Option<&Secret>,
+    ) -> Result<EndSessionResponse, Sip2Error> {
+        self.typed(self.requests().end_patron_session(patron, pin))
+            .await
     }
 
     /// 01 → 24 Block Patron.
-    pub async fn block_patron(&self, patron: &str, message: &str, card_retained: bool) -> Result<PatronStatusResponse, Sip2Error> {
-        self.typed(self.requests().block_patron(patron, message, card_retained)).await
+    pub async fn block_patron(
+        &self,
+        patron: &str,
+        message: &str,
+        card_retained: bool,
+    ) -> Result<PatronStatusResponse, Sip2Error> {
+        self.typed(self.requests().block_patron(patron, message, card_retained))
+            .await
     }
 
     /// 25 → 26 Patron Enable.
-    pub async fn patron_enable(&self, patron: &str, pin: Option<&Secret>) -> Result<PatronEnableResponse, Sip2Error> {
+    pub async fn patron_enable(
+        &self,
+        patron: &str,
+        pin: Option<&Secret>,
+    ) -> Result<PatronEnableResponse, Sip2Error> {
         self.typed(self.requests().patron_enable(patron, pin)).await
     }
 }

@@ -7,9 +7,12 @@
 //! on: a bad frame is an `Err` *item*, never the end of the stream, so the client can answer
 //! it with 97.
 
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use serde::Deserialize;
-use tokio_util::codec::{Decoder, Encoder};
+
+/// Re-exported so users (the fuzz targets, the CLI) need no direct `bytes`/`tokio-util`.
+pub use bytes::BytesMut;
+pub use tokio_util::codec::{Decoder, Encoder};
 
 use crate::frame::{ChecksumStatus, Decoded, FrameError, Message, WireFormat};
 
@@ -223,33 +226,29 @@ impl Decoder for Sip2Codec {
                     max: self.max_len,
                 })));
             }
-            match self.parse(&line) {
-                Some(item) => return Ok(Some(item)),
-                // Blank line or only junk: keep reading.
-                None => {
-                    let junk = line
-                        .iter()
-                        .filter(|b| !matches!(b, b'\n' | b'\r' | b'\0' | b' ' | b'\t'))
-                        .count();
-                    self.count_junk(junk);
-                }
+            if let Some(item) = self.parse(&line) {
+                return Ok(Some(item));
             }
+            // Blank line or only junk: keep reading.
+            let junk = line
+                .iter()
+                .filter(|b| !matches!(b, b'\n' | b'\r' | b'\0' | b' ' | b'\t'))
+                .count();
+            self.count_junk(junk);
         }
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Received>, CodecError> {
-        match self.decode(buf)? {
-            Some(item) => Ok(Some(item)),
-            None => {
-                // A partial frame at end of stream is dropped: the line broke mid-frame.
-                let rest = buf.len();
-                if rest > 0 {
-                    self.count_junk(rest);
-                    buf.clear();
-                }
-                Ok(None)
-            }
+        if let Some(item) = self.decode(buf)? {
+            return Ok(Some(item));
         }
+        // A partial frame at end of stream is dropped: the line broke mid-frame.
+        let rest = buf.len();
+        if rest > 0 {
+            self.count_junk(rest);
+            buf.clear();
+        }
+        Ok(None)
     }
 }
 
@@ -360,7 +359,9 @@ mod tests {
             Terminator::Crlf,
             ChecksumPolicy::Strict,
         );
-        let message = Message::decode(b"941", &WireFormat::default()).unwrap().message;
+        let message = Message::decode(b"941", &WireFormat::default())
+            .unwrap()
+            .message;
         let mut dst = BytesMut::new();
         codec.encode(&message, &mut dst).unwrap();
         assert_eq!(&dst[..], b"941\r\n");

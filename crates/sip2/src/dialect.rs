@@ -102,7 +102,7 @@ impl Dialect {
             delimiter: DEFAULT_DELIMITER,
             login_required: true,
             encoding: Encoding::Utf8,
-            keepalive: Duration::from_secs(300),
+            keepalive: Duration::from_mins(5),
         };
         match profile {
             Profile::Generic => base,
@@ -120,7 +120,7 @@ impl Dialect {
             Profile::Symphony => Self {
                 nb_due_date: NbDueDate::Blank,
                 encoding: Encoding::Latin1,
-                keepalive: Duration::from_secs(240),
+                keepalive: Duration::from_mins(4),
                 ..base
             },
         }
@@ -238,7 +238,11 @@ pub enum DialectError {
 
 impl Sip2PeerConfig {
     /// A configuration with defaults for everything but the essentials.
-    pub fn new(addr: impl Into<String>, user: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn new(
+        addr: impl Into<String>,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         Self {
             addr: addr.into(),
             user: user.into(),
@@ -331,9 +335,11 @@ request_timeout_ms = 2500
         assert_eq!(c.profile, Profile::Koha);
         assert_eq!(c.dialect().encoding, Encoding::Cp850);
         assert!(!format!("{c:?}").contains("secret-pw"));
-        let err = toml::from_str::<Sip2PeerConfig>("addr = \"a\"\nuser = \"u\"\npassword = \"p\"\nbogus = 1\n")
-            .err()
-            .unwrap();
+        let err = toml::from_str::<Sip2PeerConfig>(
+            "addr = \"a\"\nuser = \"u\"\npassword = \"p\"\nbogus = 1\n",
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("bogus"));
     }
 

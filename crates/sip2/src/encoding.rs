@@ -100,12 +100,14 @@ impl Encoding {
     /// Decodes bytes received from the peer.
     pub fn decode(self, bytes: &[u8]) -> Result<String, EncodingError> {
         match self {
-            Self::Utf8 => std::str::from_utf8(bytes)
-                .map(str::to_owned)
-                .map_err(|e| EncodingError {
-                    encoding: self,
-                    offset: e.valid_up_to(),
-                }),
+            Self::Utf8 => {
+                std::str::from_utf8(bytes)
+                    .map(str::to_owned)
+                    .map_err(|e| EncodingError {
+                        encoding: self,
+                        offset: e.valid_up_to(),
+                    })
+            }
             Self::Cp850 => Ok(bytes
                 .iter()
                 .map(|&b| {
@@ -275,7 +277,10 @@ mod tests {
 
     #[test]
     fn ascii_transliterates_accented_names() {
-        assert_eq!(Encoding::Ascii.encode("Ærø Straße Ñandú"), b"AEro Strasse Nandu".to_vec());
+        assert_eq!(
+            Encoding::Ascii.encode("Ærø Straße Ñandú"),
+            b"AEro Strasse Nandu".to_vec()
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //!   the named ones.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use crate::checksum;
 use crate::encoding::{Encoding, EncodingError};
@@ -340,17 +341,22 @@ impl Message {
                     checksum,
                 })
             }
-            // What looked like a trailer sits inside a field value: read it all as fields.
-            Ok(_) => {
-                let text = format.encoding.decode(bytes)?;
-                let (message, _) = parse_body(&text, format.delimiter)?;
-                Ok(Decoded {
-                    message,
-                    checksum: ChecksumStatus::Absent,
-                })
+            // What looked like a trailer belongs to a value: read the whole frame as data.
+            Ok(_) => Self::decode_without_trailer(bytes, *format),
+            Err(e) if trailer != Trailer::None => {
+                Self::decode_without_trailer(bytes, *format).map_err(|_| e)
             }
             Err(e) => Err(e),
         }
+    }
+
+    fn decode_without_trailer(bytes: &[u8], format: WireFormat) -> Result<Decoded, FrameError> {
+        let text = format.encoding.decode(bytes)?;
+        let (message, _) = parse_body(&text, format.delimiter)?;
+        Ok(Decoded {
+            message,
+            checksum: ChecksumStatus::Absent,
+        })
     }
 
     /// Writes the frame (without terminator) in the peer's character set, with the trailer
@@ -508,15 +514,15 @@ fn parse_body(text: &str, delimiter: char) -> Result<(Message, bool), FrameError
             .and_then(FieldId::new)
             .ok_or(FrameError::BadFieldId { offset })?;
         let after = rest.get(2..).unwrap_or_default();
-        let (value, tail) = match after.find(delimiter) {
-            Some(i) => (
+        let (value, tail) = if let Some(i) = after.find(delimiter) {
+            (
                 after.get(..i).unwrap_or_default(),
                 after.get(i + delimiter.len_utf8()..).unwrap_or_default(),
-            ),
-            None => {
-                at_boundary = false;
-                (after, "")
-            }
+            )
+        } else {
+            // Last field without its delimiter: accepted (lenient), re-encoded with one.
+            at_boundary = false;
+            (after, "")
         };
         offset += 3 + value.chars().count();
         fields.push(Field::new(id, value));
@@ -656,7 +662,7 @@ impl<const N: usize> FixedCodec for Number<N> {
             .and_then(|n| 10u32.checked_pow(n))
             .map_or(u32::MAX, |p| p - 1);
         let v = (*value).min(max);
-        out.push_str(&format!("{v:0N$}"));
+        let _ = write!(out, "{v:0N$}");
     }
 }
 
@@ -1899,10 +1905,17 @@ mod tests {
 
     #[test]
     fn a_value_holding_the_delimiter_is_not_sent() {
-        let mut m = LoginResponse { ok: true, ..Default::default() }.to_message();
+        let mut m = LoginResponse {
+            ok: true,
+            ..Default::default()
+        }
+        .to_message();
         m.fields.push(Field::new(FieldId::AF, "a|b"));
         let err = m.encode(&utf8()).unwrap_err();
-        assert!(matches!(err, FrameError::ForbiddenCharacter { found: '|', .. }));
+        assert!(matches!(
+            err,
+            FrameError::ForbiddenCharacter { found: '|', .. }
+        ));
     }
 
     #[test]
@@ -1942,7 +1955,9 @@ mod tests {
         let mut m = c.to_message();
         m.trailer = Trailer::Sequence(3);
         let bytes = m.encode(&utf8()).unwrap();
-        assert!(bytes.starts_with(b"11YN19960212    100514                  AO|AA104000000105|AB000000000005792|AC|AY3AZ"));
+        assert!(bytes.starts_with(
+            b"11YN19960212    100514                  AO|AA104000000105|AB000000000005792|AC|AY3AZ"
+        ));
     }
 
     #[test]
@@ -1960,16 +1975,25 @@ mod tests {
     fn every_command_code_maps_back_to_itself() {
         for &c in Command::ALL {
             assert_eq!(Command::from_code(c.code()), Some(c));
-            assert_eq!(AnyMessage::from_message(&Message {
-                command: c,
-                fixed: c.fixed_layout().iter().map(|s| match s.kind {
-                    FixedKind::YesNo | FixedKind::YesNoUnknown => "N".repeat(s.len),
-                    FixedKind::OneZero | FixedKind::Number => "0".repeat(s.len),
-                    FixedKind::Text | FixedKind::DateTime => " ".repeat(s.len),
-                }).collect(),
-                fields: vec![],
-                trailer: Trailer::None,
-            }).unwrap().command(), c);
+            assert_eq!(
+                AnyMessage::from_message(&Message {
+                    command: c,
+                    fixed: c
+                        .fixed_layout()
+                        .iter()
+                        .map(|s| match s.kind {
+                            FixedKind::YesNo | FixedKind::YesNoUnknown => "N".repeat(s.len),
+                            FixedKind::OneZero | FixedKind::Number => "0".repeat(s.len),
+                            FixedKind::Text | FixedKind::DateTime => " ".repeat(s.len),
+                        })
+                        .collect(),
+                    fields: vec![],
+                    trailer: Trailer::None,
+                })
+                .unwrap()
+                .command(),
+                c
+            );
         }
     }
 }

@@ -5,6 +5,7 @@
 //! the ACS, or the ACS speaks TLS itself (FOLIO, Ceridwen). There is no silent fallback to
 //! plain text: a failed handshake is an error.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -69,10 +70,7 @@ pub enum TlsError {
 
 /// Parses a hex SHA-256 pin.
 fn parse_pin(pin: &str) -> Result<[u8; 32], TlsError> {
-    let digits: Vec<u8> = pin
-        .bytes()
-        .filter(|b| !matches!(b, b':' | b' '))
-        .collect();
+    let digits: Vec<u8> = pin.bytes().filter(|b| !matches!(b, b':' | b' ')).collect();
     if digits.len() != 64 {
         return Err(TlsError::Pin);
     }
@@ -90,8 +88,10 @@ pub fn certificate_sha256(der: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, der)
         .as_ref()
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 #[derive(Debug)]
@@ -276,7 +276,10 @@ mod tests {
             pin_sha256: None,
             server_name: None,
         };
-        assert!(matches!(Sip2Tls::new(&cfg, "localhost"), Err(TlsError::NoTrust)));
+        assert!(matches!(
+            Sip2Tls::new(&cfg, "localhost"),
+            Err(TlsError::NoTrust)
+        ));
     }
 
     #[test]

@@ -4,10 +4,13 @@
 
 use bytes::BytesMut;
 use rfidgw_sip2::codec::{ChecksumPolicy, Sip2Codec, Terminator};
-use rfidgw_sip2::frame::{AnyMessage, ChecksumStatus, Command, FrameError, Message, WireFormat};
+use rfidgw_sip2::frame::{AnyMessage, ChecksumStatus, Command, FrameError, WireFormat};
 use tokio_util::codec::Decoder;
 
-const GOOD: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/sip2-good.tsv"));
+const GOOD: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/vectors/sip2-good.tsv"
+));
 const BAD: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tests/vectors/sip2-bad-checksum.tsv"
@@ -22,11 +25,17 @@ fn rows(tsv: &str) -> Vec<Vec<&str>> {
         .collect()
 }
 
-fn decode_with(policy: ChecksumPolicy, frame: &str) -> Result<rfidgw_sip2::frame::Decoded, FrameError> {
+fn decode_with(
+    policy: ChecksumPolicy,
+    frame: &str,
+) -> Result<rfidgw_sip2::frame::Decoded, FrameError> {
     let mut codec = Sip2Codec::new(WireFormat::default(), Terminator::Cr, policy);
     let mut buf = BytesMut::from(frame.as_bytes());
     buf.extend_from_slice(b"\r");
-    codec.decode(&mut buf).expect("no I/O error").expect("a whole frame")
+    codec
+        .decode(&mut buf)
+        .expect("no I/O error")
+        .expect("a whole frame")
 }
 
 #[test]
@@ -35,12 +44,21 @@ fn every_good_vector_parses_and_re_encodes_byte_for_byte() {
     assert_eq!(rows.len(), 20, "PROTOCOLS.md §7 lists 20 good vectors");
     for row in rows {
         let (id, msg, frame, expect) = (row[0], row[1], row[3], row[4]);
-        let decoded = decode_with(ChecksumPolicy::Strict, frame).unwrap_or_else(|e| panic!("{id}: {e}"));
+        let decoded =
+            decode_with(ChecksumPolicy::Strict, frame).unwrap_or_else(|e| panic!("{id}: {e}"));
         assert_eq!(decoded.message.command.code(), msg, "{id}");
-        let want = if expect == "valid" { ChecksumStatus::Valid } else { ChecksumStatus::Absent };
+        let want = if expect == "valid" {
+            ChecksumStatus::Valid
+        } else {
+            ChecksumStatus::Absent
+        };
         assert_eq!(decoded.checksum, want, "{id}");
         let again = decoded.message.encode(&WireFormat::default()).unwrap();
-        assert_eq!(String::from_utf8_lossy(&again), frame, "{id} re-encodes byte for byte");
+        assert_eq!(
+            String::from_utf8_lossy(&again),
+            frame,
+            "{id} re-encodes byte for byte"
+        );
     }
 }
 
@@ -97,7 +115,10 @@ fn bad_checksum_vectors_are_rejected_when_strict() {
     for row in rows {
         let (id, frame, printed, correct) = (row[0], row[3], row[4], row[5]);
         match decode_with(ChecksumPolicy::Strict, frame) {
-            Err(FrameError::BadChecksum { printed: p, computed }) => {
+            Err(FrameError::BadChecksum {
+                printed: p,
+                computed,
+            }) => {
                 assert_eq!(format!("{p:04X}"), printed, "{id}");
                 assert_eq!(format!("{computed:04X}"), correct, "{id}");
             }
@@ -110,9 +131,13 @@ fn bad_checksum_vectors_are_rejected_when_strict() {
 fn bad_checksum_vectors_are_accepted_when_lenient() {
     for row in rows(BAD) {
         let (id, msg, frame) = (row[0], row[1], row[3]);
-        let decoded = decode_with(ChecksumPolicy::Lenient, frame).unwrap_or_else(|e| panic!("{id}: {e}"));
+        let decoded =
+            decode_with(ChecksumPolicy::Lenient, frame).unwrap_or_else(|e| panic!("{id}: {e}"));
         assert_eq!(decoded.message.command.code(), msg, "{id}");
-        assert!(matches!(decoded.checksum, ChecksumStatus::Invalid { .. }), "{id}");
+        assert!(
+            matches!(decoded.checksum, ChecksumStatus::Invalid { .. }),
+            "{id}"
+        );
     }
 }
 
@@ -121,7 +146,8 @@ fn re_encoding_a_bad_checksum_vector_writes_the_correct_checksum() {
     for row in rows(BAD) {
         let (id, frame, printed, correct) = (row[0], row[3], row[4], row[5]);
         let decoded = decode_with(ChecksumPolicy::Lenient, frame).unwrap();
-        let again = String::from_utf8(decoded.message.encode(&WireFormat::default()).unwrap()).unwrap();
+        let again =
+            String::from_utf8(decoded.message.encode(&WireFormat::default()).unwrap()).unwrap();
         let fixed = format!("{}{}", frame.strip_suffix(printed).unwrap(), correct);
         assert_eq!(again, fixed, "{id}");
     }

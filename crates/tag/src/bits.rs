@@ -40,19 +40,6 @@ impl<'a> BitReader<'a> {
     pub(crate) fn rest_is_ones(&self) -> bool {
         (self.pos..self.data.len() * 8).all(|i| self.bit(i) == Some(1))
     }
-
-    /// The bits not yet read, as a value (at most 16 of them), for comparing padding.
-    pub(crate) fn peek_rest(&self) -> Option<u16> {
-        let width = self.remaining();
-        if width > 16 {
-            return None;
-        }
-        let mut value = 0u16;
-        for i in 0..width {
-            value = (value << 1) | u16::from(self.bit(self.pos + i)?);
-        }
-        Some(value)
-    }
 }
 
 /// Appends fixed-width groups of bits, MSB first.
@@ -67,7 +54,7 @@ impl BitWriter {
     pub(crate) fn push(&mut self, value: u16, width: usize) {
         for i in (0..width).rev() {
             let bit = ((value >> i) & 1) as u8;
-            if self.bits % 8 == 0 {
+            if self.bits.is_multiple_of(8) {
                 self.out.push(0);
             }
             if let Some(last) = self.out.last_mut() {

@@ -156,7 +156,10 @@ pub fn encode_text(scheme: Compaction, text: &str) -> Result<Vec<u8>, Compaction
     }
     // A padding ambiguity (a text ending in the pad character) must not pass silently.
     if decode_text(scheme, &data).as_deref() != Ok(text) {
-        return Err(CompactionError::Unencodable { scheme, ch: text.chars().last().unwrap_or(' ') });
+        return Err(CompactionError::Unencodable {
+            scheme,
+            ch: text.chars().last().unwrap_or(' '),
+        });
     }
     Ok(data)
 }
@@ -247,7 +250,10 @@ fn encode_bcd(text: &str) -> Result<Vec<u8>, CompactionError> {
     if nibbles.len() % 2 == 1 {
         nibbles.push(BCD_FILLER);
     }
-    Ok(nibbles.chunks(2).map(|pair| (pair[0] << 4) | pair[1]).collect())
+    Ok(nibbles
+        .chunks(2)
+        .map(|pair| (pair[0] << 4) | pair[1])
+        .collect())
 }
 
 fn width(scheme: Compaction) -> usize {
@@ -279,7 +285,9 @@ fn value_to_char(scheme: Compaction, value: u16) -> char {
 fn char_to_value(scheme: Compaction, ch: char) -> Option<u16> {
     let byte = u8::try_from(ch).ok()?;
     match scheme {
-        Compaction::FiveBit => (0x40..=0x5F).contains(&byte).then(|| u16::from(byte - 0x40)),
+        Compaction::FiveBit => (0x40..=0x5F)
+            .contains(&byte)
+            .then(|| u16::from(byte - 0x40)),
         Compaction::SixBit => match byte {
             0x20..=0x3F => Some(u16::from(byte)),
             0x40..=0x5F => Some(u16::from(byte - 0x40)),
@@ -305,7 +313,10 @@ fn decode_packed(scheme: Compaction, data: &[u8]) -> String {
     while values.len() > min_chars && values.last() == Some(&pad_value(scheme)) {
         values.pop();
     }
-    values.into_iter().map(|v| value_to_char(scheme, v)).collect()
+    values
+        .into_iter()
+        .map(|v| value_to_char(scheme, v))
+        .collect()
 }
 
 fn encode_packed(scheme: Compaction, text: &str) -> Result<Vec<u8>, CompactionError> {
@@ -336,8 +347,14 @@ mod tests {
     #[test]
     fn integer_compaction_reads_the_annex_d_item_id() {
         let data = [0x1C, 0xBE, 0x99, 0x1A, 0x14];
-        assert_eq!(decode_text(Compaction::Integer, &data).unwrap(), "123456789012");
-        assert_eq!(encode_text(Compaction::Integer, "123456789012").unwrap(), data);
+        assert_eq!(
+            decode_text(Compaction::Integer, &data).unwrap(),
+            "123456789012"
+        );
+        assert_eq!(
+            encode_text(Compaction::Integer, "123456789012").unwrap(),
+            data
+        );
     }
 
     #[test]
@@ -368,7 +385,11 @@ mod tests {
 
     #[test]
     fn packed_codes_round_trip_every_length_up_to_twenty() {
-        for scheme in [Compaction::FiveBit, Compaction::SixBit, Compaction::SevenBit] {
+        for scheme in [
+            Compaction::FiveBit,
+            Compaction::SixBit,
+            Compaction::SevenBit,
+        ] {
             for n in 0..20 {
                 let text: String = "ABCDEFGHIJKLMNOPQRSTUVWXYZ".chars().take(n).collect();
                 let data = encode_text(scheme, &text).unwrap();
@@ -381,7 +402,10 @@ mod tests {
     fn bad_bcd_nibbles_are_reported_with_their_position() {
         assert_eq!(
             decode_text(Compaction::Numeric, &[0x12, 0xA3]),
-            Err(CompactionError::BadNibble { index: 1, nibble: 0xA })
+            Err(CompactionError::BadNibble {
+                index: 1,
+                nibble: 0xA
+            })
         );
     }
 }

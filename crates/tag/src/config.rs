@@ -31,7 +31,9 @@ pub struct SiteConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// Secured and unsecured AFI are the same.
-    #[error("tags.security: secured_afi and unsecured_afi are both {0:02X}; the AFI would carry no security")]
+    #[error(
+        "tags.security: secured_afi and unsecured_afi are both {0:02X}; the AFI would carry no security"
+    )]
     SameAfi(u8),
     /// An owner ISIL that ISO 15511 does not allow.
     #[error("tags.owners.isils[{index}]: {source}")]
@@ -52,7 +54,9 @@ pub enum ConfigError {
         source: crate::uhf::UhfError,
     },
     /// Mode `epc-bit` with no layout that has a security bit.
-    #[error("tags.security.mode = \"epc-bit\" needs an entry in tags.epc_layouts with a security_bit")]
+    #[error(
+        "tags.security.mode = \"epc-bit\" needs an entry in tags.epc_layouts with a security_bit"
+    )]
     NoSecurityBit,
 }
 
@@ -68,7 +72,9 @@ impl SiteConfig {
             isil::validate(isil).map_err(|source| ConfigError::Isil { index, source })?;
         }
         for (index, layout) in self.epc_layouts.iter().enumerate() {
-            layout.validate().map_err(|source| ConfigError::Layout { index, source })?;
+            layout
+                .validate()
+                .map_err(|source| ConfigError::Layout { index, source })?;
         }
         if self.security.mode == SecurityMode::EpcBit
             && !self.epc_layouts.iter().any(|l| l.security_bit.is_some())
@@ -92,13 +98,16 @@ pub(crate) mod hex_byte {
 
     pub(crate) fn from_raw(raw: Raw) -> Result<u8, String> {
         match raw {
-            Raw::Int(value) => u8::try_from(value).map_err(|_| format!("{value} is not a byte (0-255)")),
+            Raw::Int(value) => {
+                u8::try_from(value).map_err(|_| format!("{value} is not a byte (0-255)"))
+            }
             Raw::Text(text) => {
                 let digits = text.trim_start_matches("0x").trim_start_matches("0X");
                 if digits.len() != 2 {
                     return Err(format!("{text:?} is not two hex digits"));
                 }
-                u8::from_str_radix(digits, 16).map_err(|_| format!("{text:?} is not two hex digits"))
+                u8::from_str_radix(digits, 16)
+                    .map_err(|_| format!("{text:?} is not two hex digits"))
             }
         }
     }
@@ -118,15 +127,20 @@ mod hex_byte_opt {
 
     use super::hex_byte::{Raw, from_raw};
 
-    #[allow(clippy::ref_option)] // serde's `with` passes a reference
-    pub(super) fn serialize<S: Serializer>(value: &Option<u8>, serializer: S) -> Result<S::Ok, S::Error> {
+    #[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)] // serde's `with` passes a reference
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<u8>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(byte) => serializer.serialize_str(&format!("{byte:02X}")),
             None => serializer.serialize_none(),
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u8>, D::Error> {
         Option::<Raw>::deserialize(deserializer)?
             .map(from_raw)
             .transpose()

@@ -96,7 +96,10 @@ pub fn decode(data: &[u8]) -> Result<String, IsilError> {
         let current = shift.take().unwrap_or(mode);
         let position = data.len() * 8 - remaining;
         let Some(value) = reader.read(current.width()) else {
-            return Err(IsilError::BadPadding { position, bits: remaining });
+            return Err(IsilError::BadPadding {
+                position,
+                bits: remaining,
+            });
         };
         let ch = match (current, value) {
             (Mode::Upper | Mode::Lower, 0) | (Mode::Digit, 10) => '-',
@@ -205,14 +208,27 @@ mod tests {
 
     #[test]
     fn isils_with_digits_and_slashes_round_trip() {
-        for isil in ["DK-715700", "DE-705", "DE-Tue1/a", "GB-UkLoBL", "X-a:9", "DE-101:b-7"] {
+        for isil in [
+            "DK-715700",
+            "DE-705",
+            "DE-Tue1/a",
+            "GB-UkLoBL",
+            "X-a:9",
+            "DE-101:b-7",
+        ] {
             assert_eq!(decode(&encode(isil).unwrap()).unwrap(), isil);
         }
     }
 
     #[test]
     fn characters_outside_iso_15511_are_refused() {
-        assert_eq!(encode("DE 705"), Err(IsilError::BadChar { position: 2, ch: ' ' }));
+        assert_eq!(
+            encode("DE 705"),
+            Err(IsilError::BadChar {
+                position: 2,
+                ch: ' '
+            })
+        );
         assert_eq!(encode(""), Err(IsilError::Empty));
         assert_eq!(encode("ABCDEFGHIJKLMNOPQ"), Err(IsilError::TooLong(17)));
     }

@@ -83,7 +83,9 @@ pub enum Iso28560_2Error {
     #[error("ISO 28560-2: no data sets (memory starts with the 00 terminator or is empty)")]
     Empty,
     /// A data set runs past the end of memory.
-    #[error("ISO 28560-2: data set at offset {offset} needs {needed} bytes, only {available} remain")]
+    #[error(
+        "ISO 28560-2: data set at offset {offset} needs {needed} bytes, only {available} remain"
+    )]
     Truncated {
         /// Offset of the precursor.
         offset: usize,
@@ -101,7 +103,9 @@ pub enum Iso28560_2Error {
         precursor: u8,
     },
     /// relOID 15 (continued in another byte) is not supported.
-    #[error("ISO 28560-2: precursor {precursor:02X} at offset {offset} uses an extended relOID, which is not supported")]
+    #[error(
+        "ISO 28560-2: precursor {precursor:02X} at offset {offset} uses an extended relOID, which is not supported"
+    )]
     ExtendedRelOid {
         /// Offset of the precursor.
         offset: usize,
@@ -109,7 +113,9 @@ pub enum Iso28560_2Error {
         precursor: u8,
     },
     /// The first data element is not the primary item identifier.
-    #[error("ISO 28560-2: the first data set (offset 0) is relOID {0}, the primary item identifier (relOID 1) must come first")]
+    #[error(
+        "ISO 28560-2: the first data set (offset 0) is relOID {0}, the primary item identifier (relOID 1) must come first"
+    )]
     PiiNotFirst(u8),
     /// A data element appears twice.
     #[error("ISO 28560-2: relOID {rel_oid} appears again at offset {offset}")]
@@ -179,7 +185,9 @@ pub fn parse_data_sets(memory: &[u8]) -> Result<Vec<(usize, DataSet)>, Iso28560_
         };
         let start = pos + header;
         let needed = header + len + pad;
-        let data = memory.get(start..start + len).ok_or_else(|| truncated(needed))?;
+        let data = memory
+            .get(start..start + len)
+            .ok_or_else(|| truncated(needed))?;
         if memory.len() < pos + needed {
             return Err(truncated(needed));
         }
@@ -198,12 +206,19 @@ pub fn parse_data_sets(memory: &[u8]) -> Result<Vec<(usize, DataSet)>, Iso28560_
 
 fn text_of(offset: usize, set: &DataSet) -> Result<String, Iso28560_2Error> {
     compaction::decode_text(set.compaction, &set.data).map_err(|source| {
-        Iso28560_2Error::Compaction { rel_oid: set.rel_oid, offset, source }
+        Iso28560_2Error::Compaction {
+            rel_oid: set.rel_oid,
+            offset,
+            source,
+        }
     })
 }
 
 fn bad(rel_oid: u8, problem: impl Into<String>) -> Iso28560_2Error {
-    Iso28560_2Error::BadValue { rel_oid, problem: problem.into() }
+    Iso28560_2Error::BadValue {
+        rel_oid,
+        problem: problem.into(),
+    }
 }
 
 /// Decodes ISO 28560-2 user memory.
@@ -229,7 +244,10 @@ pub fn decode(memory: &[u8]) -> Result<Iso28560_2Tag, Iso28560_2Error> {
         let rel_oid = set.rel_oid;
         if let Some(flag) = seen.get_mut(usize::from(rel_oid)) {
             if *flag {
-                return Err(Iso28560_2Error::Duplicate { rel_oid, offset: *offset });
+                return Err(Iso28560_2Error::Duplicate {
+                    rel_oid,
+                    offset: *offset,
+                });
             }
             *flag = true;
         }
@@ -263,7 +281,9 @@ fn decode_content_parameter(set: &DataSet) -> Vec<u8> {
         for bit in 0..8u8 {
             if byte & (0x80 >> bit) != 0 {
                 // i < 255 and bit < 8: the sum stays far below usize::MAX, but not below 256.
-                if let Ok(rel) = u8::try_from(usize::from(CONTENT_PARAMETER_FIRST) + i * 8 + usize::from(bit)) {
+                if let Ok(rel) =
+                    u8::try_from(usize::from(CONTENT_PARAMETER_FIRST) + i * 8 + usize::from(bit))
+                {
                     rel_oids.push(rel);
                 }
             }
@@ -276,7 +296,10 @@ fn encode_content_parameter(rel_oids: &[u8]) -> Result<Vec<u8>, Iso28560_2Error>
     let mut data = vec![0u8];
     for &rel in rel_oids {
         let Some(index) = rel.checked_sub(CONTENT_PARAMETER_FIRST) else {
-            return Err(bad(REL_CONTENT_PARAMETER, format!("relOID {rel} cannot be listed (the bitmap starts at 3)")));
+            return Err(bad(
+                REL_CONTENT_PARAMETER,
+                format!("relOID {rel} cannot be listed (the bitmap starts at 3)"),
+            ));
         };
         let byte = usize::from(index / 8);
         if data.len() <= byte {
@@ -290,21 +313,42 @@ fn encode_content_parameter(rel_oids: &[u8]) -> Result<Vec<u8>, Iso28560_2Error>
 /// Set information `1203` = 12 parts, part 3: the digit string split in two halves (§2.1).
 fn decode_set(digits: &str) -> Result<SetInfo, Iso28560_2Error> {
     let half = digits.len() / 2;
-    if digits.is_empty() || digits.len() % 2 != 0 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad(REL_SET, format!("{digits:?} is not an even number of digits")));
+    if digits.is_empty()
+        || !digits.len().is_multiple_of(2)
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad(
+            REL_SET,
+            format!("{digits:?} is not an even number of digits"),
+        ));
     }
     let parse = |s: &str| {
-        s.parse::<u8>().map_err(|_| bad(REL_SET, format!("{s} in {digits:?} is not a number from 0 to 255")))
+        s.parse::<u8>().map_err(|_| {
+            bad(
+                REL_SET,
+                format!("{s} in {digits:?} is not a number from 0 to 255"),
+            )
+        })
     };
-    Ok(SetInfo { parts_in_item: parse(&digits[..half])?, part_number: parse(&digits[half..])? })
+    Ok(SetInfo {
+        parts_in_item: parse(&digits[..half])?,
+        part_number: parse(&digits[half..])?,
+    })
 }
 
 fn encode_set(set: SetInfo) -> Result<String, Iso28560_2Error> {
     if set.parts_in_item == 0 {
         return Err(bad(REL_SET, "the number of parts must be at least 1"));
     }
-    let width = set.parts_in_item.to_string().len().max(set.part_number.to_string().len());
-    Ok(format!("{:0width$}{:0width$}", set.parts_in_item, set.part_number))
+    let width = set
+        .parts_in_item
+        .to_string()
+        .len()
+        .max(set.part_number.to_string().len());
+    Ok(format!(
+        "{:0width$}{:0width$}",
+        set.parts_in_item, set.part_number
+    ))
 }
 
 /// Type of usage: one application-defined byte, or two hex digits as text (unverified).
@@ -312,7 +356,10 @@ fn decode_usage(offset: usize, set: &DataSet) -> Result<u8, Iso28560_2Error> {
     if set.compaction == Compaction::ApplicationDefined {
         return match set.data.as_slice() {
             [byte] => Ok(*byte),
-            other => Err(bad(REL_TYPE_OF_USAGE, format!("{} bytes, expected 1", other.len()))),
+            other => Err(bad(
+                REL_TYPE_OF_USAGE,
+                format!("{} bytes, expected 1", other.len()),
+            )),
         };
     }
     let text = text_of(offset, set)?;
@@ -322,7 +369,12 @@ fn decode_usage(offset: usize, set: &DataSet) -> Result<u8, Iso28560_2Error> {
         .ok_or_else(|| bad(REL_TYPE_OF_USAGE, format!("{text:?} is not two hex digits")))
 }
 
-fn push_set(out: &mut Vec<u8>, rel_oid: u8, compaction: Compaction, data: &[u8]) -> Result<(), Iso28560_2Error> {
+fn push_set(
+    out: &mut Vec<u8>,
+    rel_oid: u8,
+    compaction: Compaction,
+    data: &[u8],
+) -> Result<(), Iso28560_2Error> {
     let len = u8::try_from(data.len())
         .map_err(|_| bad(rel_oid, format!("{} bytes of data exceed 255", data.len())))?;
     out.push((compaction.code() << 4) | rel_oid);
@@ -332,8 +384,12 @@ fn push_set(out: &mut Vec<u8>, rel_oid: u8, compaction: Compaction, data: &[u8])
 }
 
 fn push_text(out: &mut Vec<u8>, rel_oid: u8, text: &str) -> Result<(), Iso28560_2Error> {
-    let (scheme, data) = compaction::encode_best(text)
-        .map_err(|source| Iso28560_2Error::Compaction { rel_oid, offset: out.len(), source })?;
+    let (scheme, data) =
+        compaction::encode_best(text).map_err(|source| Iso28560_2Error::Compaction {
+            rel_oid,
+            offset: out.len(),
+            source,
+        })?;
     push_set(out, rel_oid, scheme, &data)
 }
 
@@ -343,21 +399,39 @@ impl Iso28560_2Tag {
     pub fn encode(&self) -> Result<Vec<u8>, Iso28560_2Error> {
         let mut out = Vec::new();
         if self.primary_item_id.is_empty() {
-            return Err(bad(REL_PRIMARY_ITEM_ID, "the primary item identifier is empty"));
+            return Err(bad(
+                REL_PRIMARY_ITEM_ID,
+                "the primary item identifier is empty",
+            ));
         }
         push_text(&mut out, REL_PRIMARY_ITEM_ID, &self.primary_item_id)?;
         if let Some(rel_oids) = &self.content_parameter {
             let data = encode_content_parameter(rel_oids)?;
-            push_set(&mut out, REL_CONTENT_PARAMETER, Compaction::ApplicationDefined, &data)?;
+            push_set(
+                &mut out,
+                REL_CONTENT_PARAMETER,
+                Compaction::ApplicationDefined,
+                &data,
+            )?;
         }
         if let Some(owner) = &self.owner_isil {
-            push_set(&mut out, REL_OWNER, Compaction::ApplicationDefined, &isil::encode(owner)?)?;
+            push_set(
+                &mut out,
+                REL_OWNER,
+                Compaction::ApplicationDefined,
+                &isil::encode(owner)?,
+            )?;
         }
         if let Some(set) = self.set {
             push_text(&mut out, REL_SET, &encode_set(set)?)?;
         }
         if let Some(usage) = self.type_of_usage {
-            push_set(&mut out, REL_TYPE_OF_USAGE, Compaction::ApplicationDefined, &[usage])?;
+            push_set(
+                &mut out,
+                REL_TYPE_OF_USAGE,
+                Compaction::ApplicationDefined,
+                &[usage],
+            )?;
         }
         if let Some(shelf) = &self.shelf_location {
             push_text(&mut out, REL_SHELF_LOCATION, shelf)?;
@@ -397,7 +471,13 @@ mod tests {
         let tag = decode(&annex_d()).unwrap();
         assert_eq!(tag.primary_item_id, "123456789012");
         assert_eq!(tag.content_parameter, Some(vec![3, 4, 6]));
-        assert_eq!(tag.set, Some(SetInfo { parts_in_item: 12, part_number: 3 }));
+        assert_eq!(
+            tag.set,
+            Some(SetInfo {
+                parts_in_item: 12,
+                part_number: 3
+            })
+        );
         assert_eq!(tag.shelf_location.as_deref(), Some("QA268.L55"));
         assert_eq!(tag.owner_isil.as_deref(), Some("US-InU-Mu"));
         assert_eq!(tag.type_of_usage, None);
@@ -416,19 +496,43 @@ mod tests {
         memory.truncate(30);
         assert_eq!(
             decode(&memory),
-            Err(Iso28560_2Error::Truncated { offset: 24, needed: 12, available: 6 })
+            Err(Iso28560_2Error::Truncated {
+                offset: 24,
+                needed: 12,
+                available: 6
+            })
         );
     }
 
     #[test]
     fn a_tag_not_starting_with_the_item_id_is_refused() {
-        assert_eq!(decode(&[0x02, 0x01, 0xD0, 0x00]), Err(Iso28560_2Error::PiiNotFirst(2)));
+        assert_eq!(
+            decode(&[0x02, 0x01, 0xD0, 0x00]),
+            Err(Iso28560_2Error::PiiNotFirst(2))
+        );
     }
 
     #[test]
     fn set_information_with_an_odd_digit_count_is_refused() {
-        assert!(matches!(decode_set("123"), Err(Iso28560_2Error::BadValue { rel_oid: 4, .. })));
-        assert_eq!(encode_set(SetInfo { parts_in_item: 12, part_number: 3 }).unwrap(), "1203");
-        assert_eq!(encode_set(SetInfo { parts_in_item: 2, part_number: 1 }).unwrap(), "21");
+        assert!(matches!(
+            decode_set("123"),
+            Err(Iso28560_2Error::BadValue { rel_oid: 4, .. })
+        ));
+        assert_eq!(
+            encode_set(SetInfo {
+                parts_in_item: 12,
+                part_number: 3
+            })
+            .unwrap(),
+            "1203"
+        );
+        assert_eq!(
+            encode_set(SetInfo {
+                parts_in_item: 2,
+                part_number: 1
+            })
+            .unwrap(),
+            "21"
+        );
     }
 }

@@ -134,7 +134,9 @@ pub enum Iso28560_3Error {
     )]
     PiiInExtension,
     /// An extension block runs past the end of memory.
-    #[error("ISO 28560-3: extension block at offset {offset} has length {len} but only {available} bytes remain")]
+    #[error(
+        "ISO 28560-3: extension block at offset {offset} has length {len} but only {available} bytes remain"
+    )]
     ExtensionTruncated {
         /// Offset of the block's length byte.
         offset: usize,
@@ -144,7 +146,9 @@ pub enum Iso28560_3Error {
         available: usize,
     },
     /// An extension block is shorter than its header.
-    #[error("ISO 28560-3: extension block at offset {offset} has length {len}, shorter than its header")]
+    #[error(
+        "ISO 28560-3: extension block at offset {offset} has length {len}, shorter than its header"
+    )]
     ExtensionTooShort {
         /// Offset of the block's length byte.
         offset: usize,
@@ -152,7 +156,9 @@ pub enum Iso28560_3Error {
         len: usize,
     },
     /// The XOR check of an extension block fails.
-    #[error("ISO 28560-3: extension block at offset {offset}: XOR of its bytes is {xor:02X}, not 00")]
+    #[error(
+        "ISO 28560-3: extension block at offset {offset}: XOR of its bytes is {xor:02X}, not 00"
+    )]
     ExtensionXor {
         /// Offset of the block's length byte.
         offset: usize,
@@ -200,14 +206,20 @@ pub fn basic_block_crc(memory: &[u8], form: BlockForm) -> u16 {
 
 /// The CRC stored in bytes 19-20 (LSB first), if the memory has them.
 pub fn stored_crc(memory: &[u8]) -> Option<u16> {
-    Some(u16::from_le_bytes([*memory.get(CRC_AT)?, *memory.get(CRC_AT + 1)?]))
+    Some(u16::from_le_bytes([
+        *memory.get(CRC_AT)?,
+        *memory.get(CRC_AT + 1)?,
+    ]))
 }
 
 /// Checks the basic block's CRC in the given form: `Ok(crc)` when it holds.
 pub fn check_crc(memory: &[u8], form: BlockForm) -> Result<u16, Iso28560_3Error> {
     let needed = form.byte_len();
     if memory.len() < needed {
-        return Err(Iso28560_3Error::TooShort { needed, len: memory.len() });
+        return Err(Iso28560_3Error::TooShort {
+            needed,
+            len: memory.len(),
+        });
     }
     let stored = stored_crc(memory).unwrap_or_default();
     let computed = basic_block_crc(memory, form);
@@ -235,16 +247,29 @@ pub fn decode(memory: &[u8], form: BlockForm) -> Result<(DdmTag, Vec<String>), I
         }
         BlockForm::Truncated => Vec::new(),
     };
-    Ok((DdmTag { basic, form, extensions }, warnings))
+    Ok((
+        DdmTag {
+            basic,
+            form,
+            extensions,
+        },
+        warnings,
+    ))
 }
 
 /// Reads the basic block's fields without checking the CRC (used for diagnostics too).
 pub fn decode_basic(memory: &[u8], form: BlockForm) -> Result<BasicBlock, Iso28560_3Error> {
     let needed = form.byte_len();
-    let (Some(&type_of_usage), Some(&parts_in_item), Some(&part_number), Some(&pii_first)) =
-        (memory.first(), memory.get(1), memory.get(2), memory.get(PII_AT))
-    else {
-        return Err(Iso28560_3Error::TooShort { needed, len: memory.len() });
+    let (Some(&type_of_usage), Some(&parts_in_item), Some(&part_number), Some(&pii_first)) = (
+        memory.first(),
+        memory.get(1),
+        memory.get(2),
+        memory.get(PII_AT),
+    ) else {
+        return Err(Iso28560_3Error::TooShort {
+            needed,
+            len: memory.len(),
+        });
     };
     if pii_first == PII_IN_EXTENSION {
         return Err(Iso28560_3Error::PiiInExtension);
@@ -280,7 +305,11 @@ fn decode_extensions(
             let available = memory.len().saturating_sub(pos);
             return (
                 blocks,
-                Some(Iso28560_3Error::ExtensionTruncated { offset: pos, len, available }),
+                Some(Iso28560_3Error::ExtensionTruncated {
+                    offset: pos,
+                    len,
+                    available,
+                }),
             );
         };
         match decode_extension(block, pos) {
@@ -293,7 +322,10 @@ fn decode_extensions(
 }
 
 fn decode_extension(block: &[u8], offset: usize) -> Result<ExtensionBlock, Iso28560_3Error> {
-    let too_short = Iso28560_3Error::ExtensionTooShort { offset, len: block.len() };
+    let too_short = Iso28560_3Error::ExtensionTooShort {
+        offset,
+        len: block.len(),
+    };
     let [_len, id_lo, id_hi, rest @ ..] = block else {
         return Err(too_short);
     };
@@ -306,7 +338,10 @@ fn decode_extension(block: &[u8], offset: usize) -> Result<ExtensionBlock, Iso28
         let [a, b, c, _xor, payload @ ..] = rest else {
             return Err(too_short);
         };
-        Ok(ExtensionBlock { id: u32::from_le_bytes([*a, *b, *c, 0]), payload: payload.to_vec() })
+        Ok(ExtensionBlock {
+            id: u32::from_le_bytes([*a, *b, *c, 0]),
+            payload: payload.to_vec(),
+        })
     } else {
         let [_xor, payload @ ..] = rest else {
             return Err(too_short);
@@ -359,8 +394,20 @@ impl DdmTag {
         if basic.primary_item_id.as_bytes().first() == Some(&PII_IN_EXTENSION) {
             return Err(Iso28560_3Error::PiiInExtension);
         }
-        text::write_padded(&mut out, PII_AT, PII_LEN, &basic.primary_item_id, "primary item id")?;
-        text::write_padded(&mut out, COUNTRY_AT, COUNTRY_LEN, &basic.country, "owner country")?;
+        text::write_padded(
+            &mut out,
+            PII_AT,
+            PII_LEN,
+            &basic.primary_item_id,
+            "primary item id",
+        )?;
+        text::write_padded(
+            &mut out,
+            COUNTRY_AT,
+            COUNTRY_LEN,
+            &basic.country,
+            "owner country",
+        )?;
         text::write_padded(
             &mut out,
             LIBRARY_AT,
@@ -407,7 +454,10 @@ mod tests {
                     library: "715700".into(),
                 },
                 form: BlockForm::Full,
-                extensions: vec![ExtensionBlock { id, payload: vec![1, 2, 3] }],
+                extensions: vec![ExtensionBlock {
+                    id,
+                    payload: vec![1, 2, 3],
+                }],
             };
             let bytes = tag.encode().unwrap();
             let (back, warnings) = decode(&bytes, BlockForm::Full).unwrap();
@@ -428,7 +478,10 @@ mod tests {
                 library: "715700".into(),
             },
             form: BlockForm::Full,
-            extensions: vec![ExtensionBlock { id: 1, payload: vec![1, 2, 3] }],
+            extensions: vec![ExtensionBlock {
+                id: 1,
+                payload: vec![1, 2, 3],
+            }],
         };
         let mut bytes = tag.encode().unwrap();
         bytes[36] ^= 0x40;
@@ -450,7 +503,10 @@ mod tests {
                 library: String::new(),
             },
             form: BlockForm::Truncated,
-            extensions: vec![ExtensionBlock { id: 1, payload: vec![] }],
+            extensions: vec![ExtensionBlock {
+                id: 1,
+                payload: vec![],
+            }],
         };
         assert_eq!(tag.encode(), Err(Iso28560_3Error::ExtensionsNeedFullForm));
     }

@@ -186,7 +186,9 @@ impl TagData {
                 let owner = if basic.country.is_empty() && basic.library.is_empty() {
                     None
                 } else if !basic.country.is_empty() && basic.library.starts_with('-') {
-                    Some(Owner::Isil { isil: format!("{}{}", basic.country, basic.library) })
+                    Some(Owner::Isil {
+                        isil: format!("{}{}", basic.country, basic.library),
+                    })
                 } else {
                     Some(Owner::CountryLibrary {
                         country: basic.country.clone(),
@@ -210,7 +212,10 @@ impl TagData {
             },
             Self::Rfid501(tag) => LibraryItem {
                 primary_item_id: tag.content.clone(),
-                owner: Some(Owner::LibraryNumber { branch: tag.branch, library: tag.library }),
+                owner: Some(Owner::LibraryNumber {
+                    branch: tag.branch,
+                    library: tag.library,
+                }),
                 parts_in_item: Some(tag.total_in_set),
                 part_number: Some(tag.set_number),
                 type_of_usage: None,
@@ -246,7 +251,9 @@ pub enum DecodeError {
     #[error("unknown tag data: {}", .0.join("; "))]
     NoModel(Vec<String>),
     /// Looks like ISO 28560-3 but the CRC holds in neither byte order.
-    #[error("looks like ISO 28560-3 (printable item id and owner country) but the CRC fails in both byte orders: {0}")]
+    #[error(
+        "looks like ISO 28560-3 (printable item id and owner country) but the CRC fails in both byte orders: {0}"
+    )]
     CorruptIso28560_3(Iso28560_3Error),
     /// ISO 28560-3 data that cannot be read.
     #[error(transparent)]
@@ -323,11 +330,16 @@ pub fn encode(data: &TagData, order: ByteOrder, site: &SiteConfig) -> Result<Vec
 /// Encodes data the way `original` was found: same byte order, same ISO 28560-3 layout
 /// (full or truncated), and for site EPCs the original bytes outside the item id and
 /// security bit.
-pub fn encode_like(original: &DecodedTag, data: &TagData, site: &SiteConfig) -> Result<Vec<u8>, EncodeError> {
+pub fn encode_like(
+    original: &DecodedTag,
+    data: &TagData,
+    site: &SiteConfig,
+) -> Result<Vec<u8>, EncodeError> {
     let data = match (&original.data, data) {
-        (Some(TagData::Iso28560_3(old)), TagData::Iso28560_3(new)) => {
-            TagData::Iso28560_3(DdmTag { form: old.form, ..new.clone() })
-        }
+        (Some(TagData::Iso28560_3(old)), TagData::Iso28560_3(new)) => TagData::Iso28560_3(DdmTag {
+            form: old.form,
+            ..new.clone()
+        }),
         _ => data.clone(),
     };
     encode_with_base(&data, original.byte_order, site, Some(&original.raw))
@@ -366,14 +378,19 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
         .bytes()
         .filter(|b| !b.is_ascii_whitespace() && *b != b':' && *b != b'-')
         .collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("{} hex digits is an odd number", digits.len()));
     }
     let value = |position: usize, digit: u8| {
         char::from(digit)
             .to_digit(16)
             .map(|v| v as u8)
-            .ok_or_else(|| format!("{:?} at position {position} is not a hex digit", char::from(digit)))
+            .ok_or_else(|| {
+                format!(
+                    "{:?} at position {position} is not a hex digit",
+                    char::from(digit)
+                )
+            })
     };
     digits
         .chunks_exact(2)

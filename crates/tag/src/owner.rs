@@ -68,7 +68,9 @@ impl OwnerConfig {
     }
 
     fn has_isil(&self, isil: &str) -> bool {
-        self.isils.iter().any(|ours| ours.eq_ignore_ascii_case(isil))
+        self.isils
+            .iter()
+            .any(|ours| ours.eq_ignore_ascii_case(isil))
     }
 
     fn has_pair(&self, country: &str, library: &str) -> bool {
@@ -88,14 +90,20 @@ impl OwnerConfig {
         let ours = match owner {
             Owner::Isil { isil } => {
                 self.has_isil(isil)
-                    || isil.split_once('-').is_some_and(|(country, library)| self.has_pair(country, library))
+                    || isil
+                        .split_once('-')
+                        .is_some_and(|(country, library)| self.has_pair(country, library))
             }
             Owner::CountryLibrary { country, library } => {
                 self.has_pair(country, library) || self.has_isil(&format!("{country}-{library}"))
             }
             Owner::LibraryNumber { library, .. } => self.library_numbers.contains(library),
         };
-        if ours { OwnerClass::Ours } else { OwnerClass::Foreign }
+        if ours {
+            OwnerClass::Ours
+        } else {
+            OwnerClass::Foreign
+        }
     }
 }
 
@@ -107,10 +115,16 @@ mod tests {
     fn owners_are_matched_by_isil_or_country_and_library() {
         let config = OwnerConfig {
             isils: vec!["DK-715700".into()],
-            libraries: vec![CountryLibrary { country: "DE".into(), library: "705".into() }],
+            libraries: vec![CountryLibrary {
+                country: "DE".into(),
+                library: "705".into(),
+            }],
             library_numbers: vec![1_048_575],
         };
-        let pair = |c: &str, l: &str| Owner::CountryLibrary { country: c.into(), library: l.into() };
+        let pair = |c: &str, l: &str| Owner::CountryLibrary {
+            country: c.into(),
+            library: l.into(),
+        };
         let isil = |i: &str| Owner::Isil { isil: i.into() };
         let cases = [
             (Some(pair("DK", "715700")), OwnerClass::Ours),
@@ -119,8 +133,20 @@ mod tests {
             (Some(isil("dk-715700")), OwnerClass::Ours),
             (Some(isil("DE-705")), OwnerClass::Ours),
             (Some(isil("US-InU-Mu")), OwnerClass::Foreign),
-            (Some(Owner::LibraryNumber { branch: 1, library: 1_048_575 }), OwnerClass::Ours),
-            (Some(Owner::LibraryNumber { branch: 1, library: 7 }), OwnerClass::Foreign),
+            (
+                Some(Owner::LibraryNumber {
+                    branch: 1,
+                    library: 1_048_575,
+                }),
+                OwnerClass::Ours,
+            ),
+            (
+                Some(Owner::LibraryNumber {
+                    branch: 1,
+                    library: 7,
+                }),
+                OwnerClass::Foreign,
+            ),
             (None, OwnerClass::Unknown),
         ];
         for (owner, expected) in cases {
@@ -130,7 +156,12 @@ mod tests {
 
     #[test]
     fn a_site_without_its_own_institutions_cannot_tell_foreign_items() {
-        let owner = Owner::Isil { isil: "DK-1".into() };
-        assert_eq!(OwnerConfig::default().classify(Some(&owner)), OwnerClass::Unknown);
+        let owner = Owner::Isil {
+            isil: "DK-1".into(),
+        };
+        assert_eq!(
+            OwnerConfig::default().classify(Some(&owner)),
+            OwnerClass::Unknown
+        );
     }
 }

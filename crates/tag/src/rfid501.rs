@@ -72,9 +72,12 @@ fn word(memory: &[u8], at: usize) -> Option<[u8; 4]> {
 
 /// Decodes the layout; the reference decoder's sanity checks come back as warnings.
 pub fn decode(memory: &[u8]) -> Result<(Rfid501Tag, Vec<String>), Rfid501Error> {
-    let (Some(head), Some(owner), Some(custom), Some(tail)) =
-        (word(memory, 0), word(memory, OWNER_AT), word(memory, CUSTOM_AT), word(memory, TAIL_AT))
-    else {
+    let (Some(head), Some(owner), Some(custom), Some(tail)) = (
+        word(memory, 0),
+        word(memory, OWNER_AT),
+        word(memory, CUSTOM_AT),
+        word(memory, TAIL_AT),
+    ) else {
         return Err(Rfid501Error::TooShort(memory.len()));
     };
     let mut warnings = Vec::new();
@@ -104,7 +107,10 @@ pub fn decode(memory: &[u8]) -> Result<(Rfid501Tag, Vec<String>), Rfid501Error> 
 /// printable NUL-padded content.
 pub fn looks_like(memory: &[u8]) -> Result<(), String> {
     if memory.len() < LEN {
-        return Err(format!("not RFID501: {} bytes, the layout needs 32", memory.len()));
+        return Err(format!(
+            "not RFID501: {} bytes, the layout needs 32",
+            memory.len()
+        ));
     }
     if memory.first() != Some(&MARKER) {
         return Err(format!(
@@ -116,7 +122,9 @@ pub fn looks_like(memory: &[u8]) -> Result<(), String> {
         return Err("not RFID501: block 7 (bytes 28-31) is not zero".to_owned());
     }
     match text::read_padded(memory, CONTENT_AT, CONTENT_LEN, "content") {
-        Ok(content) if content.is_empty() => Err("not RFID501: the content (bytes 4-19) is empty".to_owned()),
+        Ok(content) if content.is_empty() => {
+            Err("not RFID501: the content (bytes 4-19) is empty".to_owned())
+        }
         Ok(_) => Ok(()),
         Err(e) => Err(format!("not RFID501: {e}")),
     }
@@ -127,7 +135,11 @@ impl Rfid501Tag {
     pub fn encode(&self) -> Result<Vec<u8>, Rfid501Error> {
         let nibble = |field, value: u8| {
             if value > 0x0F {
-                Err(Rfid501Error::OutOfRange { field, value: u32::from(value), max: 15 })
+                Err(Rfid501Error::OutOfRange {
+                    field,
+                    value: u32::from(value),
+                    max: 15,
+                })
             } else {
                 Ok(value)
             }
@@ -142,7 +154,11 @@ impl Rfid501Tag {
             });
         }
         if self.library > MAX_LIBRARY {
-            return Err(Rfid501Error::OutOfRange { field: "library", value: self.library, max: MAX_LIBRARY });
+            return Err(Rfid501Error::OutOfRange {
+                field: "library",
+                value: self.library,
+                max: MAX_LIBRARY,
+            });
         }
         let mut out = vec![0u8; LEN];
         out[0] = MARKER;
@@ -180,8 +196,24 @@ mod tests {
             library: 0,
             custom: 0,
         };
-        assert!(matches!(tag.encode(), Err(Rfid501Error::OutOfRange { field: "set number", .. })));
-        let tag = Rfid501Tag { set_number: 1, library: MAX_LIBRARY + 1, ..tag };
-        assert!(matches!(tag.encode(), Err(Rfid501Error::OutOfRange { field: "library", .. })));
+        assert!(matches!(
+            tag.encode(),
+            Err(Rfid501Error::OutOfRange {
+                field: "set number",
+                ..
+            })
+        ));
+        let tag = Rfid501Tag {
+            set_number: 1,
+            library: MAX_LIBRARY + 1,
+            ..tag
+        };
+        assert!(matches!(
+            tag.encode(),
+            Err(Rfid501Error::OutOfRange {
+                field: "library",
+                ..
+            })
+        ));
     }
 }

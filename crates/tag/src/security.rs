@@ -105,7 +105,11 @@ impl SecurityConfig {
 
     /// The AFI to write for a state, in AFI mode (transaction first, tag second: §3.5).
     pub const fn afi_for(&self, secured: bool) -> u8 {
-        if secured { self.secured_afi } else { self.unsecured_afi }
+        if secured {
+            self.secured_afi
+        } else {
+            self.unsecured_afi
+        }
     }
 }
 
@@ -115,30 +119,94 @@ mod tests {
 
     #[test]
     fn each_mode_reads_its_own_signal() {
-        let signals = |afi, eas, epc, loan| SecuritySignals { afi, eas, epc_secured: epc, on_loan: loan };
+        let signals = |afi, eas, epc, loan| SecuritySignals {
+            afi,
+            eas,
+            epc_secured: epc,
+            on_loan: loan,
+        };
         let cases = [
-            (SecurityMode::Afi, signals(Some(0x07), None, None, None), Security::Secured),
-            (SecurityMode::Afi, signals(Some(0xC2), Some(true), None, None), Security::Unsecured),
-            (SecurityMode::Afi, signals(Some(0x00), None, None, None), Security::Unknown),
-            (SecurityMode::Afi, signals(None, Some(true), None, None), Security::Unknown),
-            (SecurityMode::Eas, signals(Some(0x07), Some(false), None, None), Security::Unsecured),
-            (SecurityMode::Eas, signals(None, Some(true), None, None), Security::Secured),
-            (SecurityMode::EpcBit, signals(None, None, Some(true), None), Security::Secured),
-            (SecurityMode::Database, signals(Some(0x07), None, None, None), Security::Unknown),
-            (SecurityMode::Database, signals(None, None, None, Some(true)), Security::Unsecured),
-            (SecurityMode::Database, signals(None, None, None, Some(false)), Security::Secured),
+            (
+                SecurityMode::Afi,
+                signals(Some(0x07), None, None, None),
+                Security::Secured,
+            ),
+            (
+                SecurityMode::Afi,
+                signals(Some(0xC2), Some(true), None, None),
+                Security::Unsecured,
+            ),
+            (
+                SecurityMode::Afi,
+                signals(Some(0x00), None, None, None),
+                Security::Unknown,
+            ),
+            (
+                SecurityMode::Afi,
+                signals(None, Some(true), None, None),
+                Security::Unknown,
+            ),
+            (
+                SecurityMode::Eas,
+                signals(Some(0x07), Some(false), None, None),
+                Security::Unsecured,
+            ),
+            (
+                SecurityMode::Eas,
+                signals(None, Some(true), None, None),
+                Security::Secured,
+            ),
+            (
+                SecurityMode::EpcBit,
+                signals(None, None, Some(true), None),
+                Security::Secured,
+            ),
+            (
+                SecurityMode::Database,
+                signals(Some(0x07), None, None, None),
+                Security::Unknown,
+            ),
+            (
+                SecurityMode::Database,
+                signals(None, None, None, Some(true)),
+                Security::Unsecured,
+            ),
+            (
+                SecurityMode::Database,
+                signals(None, None, None, Some(false)),
+                Security::Secured,
+            ),
         ];
         for (mode, signals, expected) in cases {
-            let config = SecurityConfig { mode, ..SecurityConfig::default() };
+            let config = SecurityConfig {
+                mode,
+                ..SecurityConfig::default()
+            };
             assert_eq!(config.evaluate(&signals), expected, "{mode:?} {signals:?}");
         }
     }
 
     #[test]
     fn a_3m_site_pair_is_honoured() {
-        let config = SecurityConfig { mode: SecurityMode::Afi, secured_afi: 0xDA, unsecured_afi: 0xD7 };
-        assert_eq!(config.evaluate(&SecuritySignals { afi: Some(0xDA), ..Default::default() }), Security::Secured);
-        assert_eq!(config.evaluate(&SecuritySignals { afi: Some(0x07), ..Default::default() }), Security::Unknown);
+        let config = SecurityConfig {
+            mode: SecurityMode::Afi,
+            secured_afi: 0xDA,
+            unsecured_afi: 0xD7,
+        };
+        assert_eq!(
+            config.evaluate(&SecuritySignals {
+                afi: Some(0xDA),
+                ..Default::default()
+            }),
+            Security::Secured
+        );
+        assert_eq!(
+            config.evaluate(&SecuritySignals {
+                afi: Some(0x07),
+                ..Default::default()
+            }),
+            Security::Unknown
+        );
         assert_eq!(config.afi_for(false), 0xD7);
     }
 }

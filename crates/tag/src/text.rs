@@ -55,14 +55,20 @@ pub(crate) fn read_padded(
     field: &'static str,
 ) -> Result<String, TextError> {
     let end = start + len;
-    let bytes = memory.get(start..end).ok_or(TextError::Missing { field, end })?;
+    let bytes = memory
+        .get(start..end)
+        .ok_or(TextError::Missing { field, end })?;
     let mut text = String::with_capacity(len);
     for (i, &byte) in bytes.iter().enumerate() {
         if byte == 0 {
             break;
         }
         if !is_printable(byte) {
-            return Err(TextError::NotPrintable { field, offset: start + i, byte });
+            return Err(TextError::NotPrintable {
+                field,
+                offset: start + i,
+                byte,
+            });
         }
         text.push(char::from(byte));
     }
@@ -71,13 +77,23 @@ pub(crate) fn read_padded(
 
 /// Checks that `text` is printable ASCII of at most `max` bytes.
 pub(crate) fn check_ascii(text: &str, max: usize, field: &'static str) -> Result<(), TextError> {
-    if let Some((position, ch)) =
-        text.chars().enumerate().find(|&(_, ch)| !u8::try_from(ch).is_ok_and(is_printable))
+    if let Some((position, ch)) = text
+        .chars()
+        .enumerate()
+        .find(|&(_, ch)| !u8::try_from(ch).is_ok_and(is_printable))
     {
-        return Err(TextError::BadChar { field, position, ch });
+        return Err(TextError::BadChar {
+            field,
+            position,
+            ch,
+        });
     }
     if text.len() > max {
-        return Err(TextError::TooLong { field, len: text.len(), max });
+        return Err(TextError::TooLong {
+            field,
+            len: text.len(),
+            max,
+        });
     }
     Ok(())
 }
@@ -92,7 +108,9 @@ pub(crate) fn write_padded(
 ) -> Result<(), TextError> {
     check_ascii(text, max, field)?;
     let end = start + text.len();
-    let slot = out.get_mut(start..end).ok_or(TextError::Missing { field, end })?;
+    let slot = out
+        .get_mut(start..end)
+        .ok_or(TextError::Missing { field, end })?;
     slot.copy_from_slice(text.as_bytes());
     Ok(())
 }

@@ -66,10 +66,15 @@ impl PcWord {
 
     /// The AFI when the toggle bit is set.
     pub const fn afi(self) -> Option<u8> {
-        if self.toggle() { Some(self.0 as u8) } else { None }
+        if self.toggle() {
+            Some(self.0 as u8)
+        } else {
+            None
+        }
     }
 
     /// The same word with the toggle set and `afi` in bits 7-0 (BookWaves' "BR" format).
+    #[must_use]
     pub const fn with_afi(self, afi: u8) -> Self {
         Self((self.0 & 0xFE00) | 0x0100 | afi as u16)
     }
@@ -85,8 +90,11 @@ pub mod code40 {
 
     /// Decodes words (big-endian); PAD characters are dropped, a zero word ends the text.
     pub fn decode(data: &[u8]) -> Result<String, UhfError> {
-        if data.len() % 2 != 0 {
-            return Err(UhfError::Code40(format!("{} bytes is not a whole number of 16-bit words", data.len())));
+        if !data.len().is_multiple_of(2) {
+            return Err(UhfError::Code40(format!(
+                "{} bytes is not a whole number of 16-bit words",
+                data.len()
+            )));
         }
         let mut text = String::new();
         for (i, pair) in data.chunks_exact(2).enumerate() {
@@ -118,7 +126,11 @@ pub mod code40 {
                 .ok()
                 .filter(|&b| b != 0)
                 .and_then(|b| ALPHABET.iter().position(|&c| c == b))
-                .ok_or_else(|| UhfError::Code40(format!("character {ch:?} at position {position} is not in the alphabet")))?;
+                .ok_or_else(|| {
+                    UhfError::Code40(format!(
+                        "character {ch:?} at position {position} is not in the alphabet"
+                    ))
+                })?;
             codes.push(code as u16);
         }
         let mut out = Vec::with_capacity(codes.len().div_ceil(3) * 2);
@@ -164,7 +176,10 @@ impl Sgtin96 {
             .try_into()
             .map_err(|_| sgtin_error(format!("{} bytes, SGTIN-96 has 12", epc.len())))?;
         if bytes[0] != SGTIN96_HEADER {
-            return Err(sgtin_error(format!("header {:02X}, SGTIN-96 is 30", bytes[0])));
+            return Err(sgtin_error(format!(
+                "header {:02X}, SGTIN-96 is 30",
+                bytes[0]
+            )));
         }
         let mut wide = [0u8; 16];
         wide[4..].copy_from_slice(&bytes);
@@ -177,12 +192,22 @@ impl Sgtin96 {
         let item_reference = ((value >> SERIAL_BITS) & mask(ir_bits)) as u64;
         let serial = (value & mask(SERIAL_BITS)) as u64;
         if company_prefix >= 10u64.pow(cp_digits as u32) {
-            return Err(sgtin_error(format!("company prefix {company_prefix} has more than {cp_digits} digits")));
+            return Err(sgtin_error(format!(
+                "company prefix {company_prefix} has more than {cp_digits} digits"
+            )));
         }
         if item_reference >= 10u64.pow(ir_digits as u32) {
-            return Err(sgtin_error(format!("item reference {item_reference} has more than {ir_digits} digits")));
+            return Err(sgtin_error(format!(
+                "item reference {item_reference} has more than {ir_digits} digits"
+            )));
         }
-        Ok(Self { filter, partition, company_prefix, item_reference, serial })
+        Ok(Self {
+            filter,
+            partition,
+            company_prefix,
+            item_reference,
+            serial,
+        })
     }
 
     /// Encodes the 12-byte EPC.
@@ -192,13 +217,22 @@ impl Sgtin96 {
             return Err(sgtin_error(format!("filter {} is not 0-7", self.filter)));
         }
         if self.company_prefix >= 10u64.pow(cp_digits as u32) {
-            return Err(sgtin_error(format!("company prefix {} has more than {cp_digits} digits", self.company_prefix)));
+            return Err(sgtin_error(format!(
+                "company prefix {} has more than {cp_digits} digits",
+                self.company_prefix
+            )));
         }
         if self.item_reference >= 10u64.pow(ir_digits as u32) {
-            return Err(sgtin_error(format!("item reference {} has more than {ir_digits} digits", self.item_reference)));
+            return Err(sgtin_error(format!(
+                "item reference {} has more than {ir_digits} digits",
+                self.item_reference
+            )));
         }
         if self.serial >> SERIAL_BITS != 0 {
-            return Err(sgtin_error(format!("serial {} does not fit in 38 bits", self.serial)));
+            return Err(sgtin_error(format!(
+                "serial {} does not fit in 38 bits",
+                self.serial
+            )));
         }
         let value = (u128::from(SGTIN96_HEADER) << 88)
             | (u128::from(self.filter) << 85)
@@ -234,32 +268,45 @@ impl Sgtin96 {
     /// The EPC tag URI, e.g. `urn:epc:tag:sgtin-96:3.0614141.812345.6789`.
     pub fn tag_uri(&self) -> String {
         let (cp, ir) = self.digits();
-        format!("urn:epc:tag:sgtin-96:{}.{cp}.{ir}.{}", self.filter, self.serial)
+        format!(
+            "urn:epc:tag:sgtin-96:{}.{cp}.{ir}.{}",
+            self.filter, self.serial
+        )
     }
 
     /// Parses the EPC tag URI that [`Sgtin96::tag_uri`] prints.
     pub fn from_tag_uri(uri: &str) -> Result<Self, UhfError> {
-        let rest = uri
-            .strip_prefix("urn:epc:tag:sgtin-96:")
-            .ok_or_else(|| sgtin_error(format!("{uri:?} does not start with urn:epc:tag:sgtin-96:")))?;
+        let rest = uri.strip_prefix("urn:epc:tag:sgtin-96:").ok_or_else(|| {
+            sgtin_error(format!("{uri:?} does not start with urn:epc:tag:sgtin-96:"))
+        })?;
         let parts: Vec<&str> = rest.split('.').collect();
         let [filter, cp, ir, serial] = parts.as_slice() else {
-            return Err(sgtin_error(format!("{uri:?} needs filter.company.item.serial")));
+            return Err(sgtin_error(format!(
+                "{uri:?} needs filter.company.item.serial"
+            )));
         };
         let number = |name: &str, s: &str| {
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(sgtin_error(format!("{name} {s:?} is not a decimal number")));
             }
-            s.parse::<u64>().map_err(|_| sgtin_error(format!("{name} {s:?} is too large")))
+            s.parse::<u64>()
+                .map_err(|_| sgtin_error(format!("{name} {s:?} is too large")))
         };
         let total = cp.len() + ir.len();
         let partition = PARTITIONS
             .iter()
             .position(|&(_, d, _, _)| d == cp.len())
             .filter(|_| total == 13)
-            .ok_or_else(|| sgtin_error(format!("company prefix of {} and item reference of {} digits match no partition", cp.len(), ir.len())))?;
+            .ok_or_else(|| {
+                sgtin_error(format!(
+                    "company prefix of {} and item reference of {} digits match no partition",
+                    cp.len(),
+                    ir.len()
+                ))
+            })?;
         let value = Self {
-            filter: u8::try_from(number("filter", filter)?).map_err(|_| sgtin_error("filter is not 0-7"))?,
+            filter: u8::try_from(number("filter", filter)?)
+                .map_err(|_| sgtin_error("filter is not 0-7"))?,
             partition: partition as u8,
             company_prefix: number("company prefix", cp)?,
             item_reference: number("item reference", ir)?,
@@ -346,14 +393,22 @@ pub struct EpcLayout {
 }
 
 mod hex_bytes {
+    use std::fmt::Write as _;
+
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        let text: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+        let text = bytes.iter().fold(String::new(), |mut text, b| {
+            // Writing into a String cannot fail.
+            let _ = write!(text, "{b:02X}");
+            text
+        });
         serializer.serialize_str(&text)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(deserializer)?;
         crate::parse_hex(&text).map_err(serde::de::Error::custom)
     }
@@ -378,24 +433,41 @@ impl EpcLayout {
             name: "de290".into(),
             header: vec![0x19, 0xE9, 0xF8, 0x71],
             epc_length: 16,
-            item_id: ItemIdField { offset: 4, length: 8, format: ItemIdFormat::Uint },
-            security_bit: Some(SecurityBit { byte: 15, bit: 0, secured_when_set: true }),
+            item_id: ItemIdField {
+                offset: 4,
+                length: 8,
+                format: ItemIdFormat::Uint,
+            },
+            security_bit: Some(SecurityBit {
+                byte: 15,
+                bit: 0,
+                secured_when_set: true,
+            }),
         }
     }
 
     fn error(&self, problem: impl Into<String>) -> UhfError {
-        UhfError::Layout { layout: self.name.clone(), problem: problem.into() }
+        UhfError::Layout {
+            layout: self.name.clone(),
+            problem: problem.into(),
+        }
     }
 
     /// Checks that header, item id and security bit fit the EPC and do not overlap.
     pub fn validate(&self) -> Result<(), UhfError> {
         let item = &self.item_id;
-        let item_end = item.offset.checked_add(item.length).ok_or_else(|| self.error("item id offset overflows"))?;
+        let item_end = item
+            .offset
+            .checked_add(item.length)
+            .ok_or_else(|| self.error("item id offset overflows"))?;
         if self.header.len() > self.epc_length {
             return Err(self.error("the header is longer than the EPC"));
         }
         if item.length == 0 || item_end > self.epc_length {
-            return Err(self.error(format!("item id bytes {}..{item_end} do not fit the {}-byte EPC", item.offset, self.epc_length)));
+            return Err(self.error(format!(
+                "item id bytes {}..{item_end} do not fit the {}-byte EPC",
+                item.offset, self.epc_length
+            )));
         }
         if item.offset < self.header.len() {
             return Err(self.error("the item id overlaps the header"));
@@ -403,12 +475,15 @@ impl EpcLayout {
         if item.format == ItemIdFormat::Uint && item.length > 8 {
             return Err(self.error("a uint item id has at most 8 bytes"));
         }
-        if item.format == ItemIdFormat::Code40 && item.length % 2 != 0 {
+        if item.format == ItemIdFormat::Code40 && !item.length.is_multiple_of(2) {
             return Err(self.error("a code40 item id has an even number of bytes"));
         }
         if let Some(bit) = self.security_bit {
             if bit.byte >= self.epc_length || bit.bit > 7 {
-                return Err(self.error(format!("security bit {}.{} is outside the EPC", bit.byte, bit.bit)));
+                return Err(self.error(format!(
+                    "security bit {}.{} is outside the EPC",
+                    bit.byte, bit.bit
+                )));
             }
             if bit.byte < self.header.len() || (item.offset..item_end).contains(&bit.byte) {
                 return Err(self.error("the security bit overlaps the header or the item id"));
@@ -425,7 +500,10 @@ impl EpcLayout {
     /// Reads an EPC with this layout.
     pub fn decode(&self, epc: &[u8]) -> Result<SiteEpc, UhfError> {
         if !self.matches(epc) {
-            return Err(self.error(format!("EPC of {} bytes does not have this layout's length and header", epc.len())));
+            return Err(self.error(format!(
+                "EPC of {} bytes does not have this layout's length and header",
+                epc.len()
+            )));
         }
         self.validate()?;
         let item = &self.item_id;
@@ -436,7 +514,9 @@ impl EpcLayout {
             ItemIdFormat::Uint => {
                 let mut wide = [0u8; 8];
                 let start = 8usize.saturating_sub(bytes.len());
-                wide.get_mut(start..).ok_or_else(|| self.error("item id too long"))?.copy_from_slice(bytes);
+                wide.get_mut(start..)
+                    .ok_or_else(|| self.error("item id too long"))?
+                    .copy_from_slice(bytes);
                 u64::from_be_bytes(wide).to_string()
             }
             ItemIdFormat::Code40 => code40::decode(bytes)?,
@@ -447,7 +527,11 @@ impl EpcLayout {
             let set = epc.get(bit.byte)? & (1 << bit.bit) != 0;
             Some(set == bit.secured_when_set)
         });
-        Ok(SiteEpc { layout: self.name.clone(), item_id, secured })
+        Ok(SiteEpc {
+            layout: self.name.clone(),
+            item_id,
+            secured,
+        })
     }
 
     /// Writes an EPC with this layout: starting from `base` (the EPC as read, so bytes the
@@ -471,18 +555,31 @@ impl EpcLayout {
                     .parse::<u64>()
                     .ok()
                     .filter(|_| canonical)
-                    .ok_or_else(|| self.error(format!("item id {:?} is not a decimal number without leading zeros", item.item_id)))?;
+                    .ok_or_else(|| {
+                        self.error(format!(
+                            "item id {:?} is not a decimal number without leading zeros",
+                            item.item_id
+                        ))
+                    })?;
                 let bytes = number.to_be_bytes();
                 let skip = 8 - field.length;
                 if bytes[..skip].iter().any(|&b| b != 0) {
-                    return Err(self.error(format!("item id {number} does not fit in {} bytes", field.length)));
+                    return Err(self.error(format!(
+                        "item id {number} does not fit in {} bytes",
+                        field.length
+                    )));
                 }
                 bytes[skip..].to_vec()
             }
             ItemIdFormat::Code40 => {
                 let mut bytes = code40::encode(&item.item_id)?;
                 if bytes.len() > field.length {
-                    return Err(self.error(format!("item id {:?} needs {} bytes, the layout has {}", item.item_id, bytes.len(), field.length)));
+                    return Err(self.error(format!(
+                        "item id {:?} needs {} bytes, the layout has {}",
+                        item.item_id,
+                        bytes.len(),
+                        field.length
+                    )));
                 }
                 bytes.resize(field.length, 0);
                 bytes
@@ -505,7 +602,9 @@ impl EpcLayout {
                 }
             }
             (None, None) => {}
-            (Some(_), None) => return Err(self.error("the layout has a security bit: say secured or not")),
+            (Some(_), None) => {
+                return Err(self.error("the layout has a security bit: say secured or not"));
+            }
             (None, Some(_)) => return Err(self.error("the layout has no security bit")),
         }
         Ok(epc)
@@ -527,7 +626,10 @@ mod tests {
     #[test]
     fn code40_round_trips_and_refuses_lower_case() {
         for text in ["", "A", "AB", "ABC", "DE-290.F:0123456789"] {
-            assert_eq!(code40::decode(&code40::encode(text).unwrap()).unwrap(), text);
+            assert_eq!(
+                code40::decode(&code40::encode(text).unwrap()).unwrap(),
+                text
+            );
         }
         assert!(code40::encode("abc").is_err());
         assert!(code40::decode(&[0xFB, 0x00]).is_err());
@@ -539,17 +641,27 @@ mod tests {
         assert_eq!(sgtin.partition, 5);
         assert_eq!(sgtin.gtin(), "80614141123458");
         let epc = sgtin.encode().unwrap();
-        assert_eq!(epc, [0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, 0x85]);
+        assert_eq!(
+            epc,
+            [
+                0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, 0x85
+            ]
+        );
     }
 
     #[test]
     fn de290_reads_the_media_id_and_security_bit_and_keeps_other_bytes() {
         let layout = EpcLayout::de290();
-        let mut epc = vec![0x19, 0xE9, 0xF8, 0x71, 0, 0, 0, 0, 0, 0x12, 0xD6, 0x87, 0xAA, 0xBB, 0xCC, 0x01];
+        let mut epc = vec![
+            0x19, 0xE9, 0xF8, 0x71, 0, 0, 0, 0, 0, 0x12, 0xD6, 0x87, 0xAA, 0xBB, 0xCC, 0x01,
+        ];
         let item = layout.decode(&epc).unwrap();
         assert_eq!(item.item_id, "1234567");
         assert_eq!(item.secured, Some(true));
-        let unsecured = SiteEpc { secured: Some(false), ..item };
+        let unsecured = SiteEpc {
+            secured: Some(false),
+            ..item
+        };
         let written = layout.encode(&unsecured, Some(&epc)).unwrap();
         epc[15] = 0;
         assert_eq!(written, epc);

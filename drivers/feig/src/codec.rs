@@ -184,6 +184,26 @@ impl Decoder for FeigCodec {
     }
 }
 
+/// Decodes a finished capture as it arrived, chunk by chunk: the frames found, and the
+/// counters (bytes skipped, bad frames). Every byte ends up in a frame or in
+/// `bytes_skipped`.
+pub fn decode_capture(chunks: &[&[u8]]) -> (Vec<RawFrame>, rfidgw_driver::LineCounters) {
+    let mut codec = FeigCodec::default();
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        // Decoding only fails on I/O, which a byte slice cannot have.
+        while let Ok(Some(frame)) = codec.decode(&mut buf) {
+            frames.push(frame);
+        }
+    }
+    while let Ok(Some(frame)) = codec.decode_eof(&mut buf) {
+        frames.push(frame);
+    }
+    (frames, codec.stats().snapshot())
+}
+
 impl Encoder<RawFrame> for FeigCodec {
     type Error = CodecError;
 
@@ -232,6 +252,9 @@ mod tests {
         (frames, codec.stats().snapshot())
     }
 
+    /// (case, chunks, frames out, bytes skipped, bad frames)
+    type Case = (&'static str, Vec<Vec<u8>>, Vec<Vec<u8>>, u64, u64);
+
     #[test]
     fn frames_are_split_and_garbage_is_skipped_and_counted() {
         let bad_crc = {
@@ -239,8 +262,7 @@ mod tests {
             f[6] ^= 0x01;
             f
         };
-        // (case, chunks, frames out, bytes skipped, bad frames)
-        let cases: Vec<(&str, Vec<Vec<u8>>, Vec<Vec<u8>>, u64, u64)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "one clean frame",
                 vec![inventory()],
@@ -317,7 +339,7 @@ mod tests {
             usize::from(u16::from_be_bytes([bytes[1], bytes[2]])),
             bytes.len()
         );
-        let (frames, _) = run(&[bytes.clone()]);
+        let (frames, _) = run(std::slice::from_ref(&bytes));
         assert_eq!(frames, [bytes]);
     }
 

@@ -40,6 +40,20 @@ use crate::frame::{
 /// status, and only some statuses carry data). A frame that does not parse still gets what
 /// could be said, with the reason in `fields["error"]`.
 pub fn describe_frame(bytes: &[u8]) -> FrameDescription {
+    describe_frame_as(bytes, None)
+}
+
+/// Which way a captured frame went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Host to reader.
+    Request,
+    /// Reader to host.
+    Reply,
+}
+
+/// Like [`describe_frame`], with the direction given when the capture knows it.
+pub fn describe_frame_as(bytes: &[u8], direction: Option<Direction>) -> FrameDescription {
     let mut d = FrameDescription {
         crc_valid: crc_ok(bytes),
         ..FrameDescription::default()
@@ -59,8 +73,20 @@ pub fn describe_frame(bytes: &[u8]) -> FrameDescription {
     if raw.advanced {
         d.fields.insert("length".into(), "advanced".into());
     }
-    match Request::from_raw(&raw) {
-        Ok(request) if looks_like_request(&raw, &request) => describe_request(&mut d, &request),
+    let request = Request::from_raw(&raw);
+    let as_request = match (direction, &request) {
+        (Some(Direction::Request), Ok(_)) => true,
+        (Some(Direction::Request), Err(e)) => {
+            d.command = format!("{:02X} {}", raw.command, frame::command_name(raw.command));
+            d.direction = "request".into();
+            d.fields.insert("error".into(), e.to_string());
+            return d;
+        }
+        (None, Ok(parsed)) => looks_like_request(&raw, parsed),
+        (Some(Direction::Reply), _) | (None, Err(_)) => false,
+    };
+    match request {
+        Ok(request) if as_request => describe_request(&mut d, &request),
         request => {
             if let Err(reply_error) = describe_reply(&mut d, &raw) {
                 // Neither reading fits: report the request reading's error when there was one.
@@ -262,6 +288,20 @@ mod tests {
         let d = describe("07FFB001001C57");
         assert!(!d.crc_valid);
         assert_eq!(d.command, "B0 01 inventory");
+    }
+
+    #[test]
+    fn a_given_direction_overrides_the_guess() {
+        let bytes = hex::decode("0600B0015C63").unwrap();
+        let d = describe_frame_as(&bytes, Some(Direction::Request));
+        assert_eq!(d.direction, "request");
+        assert!(d.fields["error"].contains("MODE"), "{:?}", d.fields);
+        let d = describe_frame_as(
+            &hex::decode("07FFB001001C56").unwrap(),
+            Some(Direction::Reply),
+        );
+        assert_eq!(d.direction, "reply");
+        assert_eq!(d.status.as_deref(), Some("01 no transponder"));
     }
 
     #[test]

@@ -190,6 +190,14 @@ impl SimHandle {
     }
 }
 
+/// How a serving session ended.
+enum Ended {
+    /// [`SimHandle::unplug`] was called.
+    Unplugged,
+    /// The host side closed the stream.
+    Closed,
+}
+
 /// A virtual FEIG reader.
 #[derive(Debug, Default)]
 pub struct FeigSimulator {
@@ -223,6 +231,28 @@ impl FeigSimulator {
         self.handle.clone()
     }
 
+    /// A simulator for the world an existing handle controls, as it is (re-plugging keeps
+    /// the tags and their state).
+    pub fn from_handle(handle: SimHandle) -> Self {
+        Self { handle, address: 0 }
+    }
+
+    /// Serves the master end of a pty pair until unplugged; the driver opens the slave
+    /// path. While no host has the slave open (before the first open, or after the host
+    /// closed it) the master reads fail; the simulator waits, like a reader left plugged in.
+    pub async fn serve_pty(self, pty: rfidgw_driver::transport::PtyPair) -> std::io::Result<()> {
+        let mut master = pty.into_master();
+        loop {
+            if let Ok(Ended::Unplugged) = self.serve_on(&mut master).await {
+                return Ok(());
+            }
+            tokio::select! {
+                () = self.handle.unplug.notified() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+    }
+
     /// Spawns the simulator on one end of an in-memory stream and returns the other end.
     pub fn spawn_duplex(self) -> tokio::io::DuplexStream {
         let (host, reader) = tokio::io::duplex(4096);
@@ -233,19 +263,25 @@ impl FeigSimulator {
     }
 
     /// Answers requests on `io` until the host closes it, an I/O error, or [`SimHandle::unplug`].
-    pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(self, io: T) -> std::io::Result<()> {
+    pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(self, mut io: T) -> std::io::Result<()> {
+        self.serve_on(&mut io).await.map(drop)
+    }
+
+    async fn serve_on<T: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut T,
+    ) -> std::io::Result<Ended> {
         let mut framed = Framed::new(io, FeigCodec::new(LineStats::new()));
         loop {
             let next = tokio::select! {
                 () = self.handle.unplug.notified() => {
-                    let mut io = framed.into_inner();
-                    let _ = io.shutdown().await;
-                    return Ok(());
+                    let _ = framed.get_mut().shutdown().await;
+                    return Ok(Ended::Unplugged);
                 }
                 next = framed.next() => next,
             };
             let raw = match next {
-                None => return Ok(()),
+                None => return Ok(Ended::Closed),
                 Some(Err(crate::codec::CodecError::Io(e))) => return Err(e),
                 Some(Ok(raw)) => raw,
             };

@@ -129,19 +129,25 @@ mod hex_u16 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
         match Text::deserialize(d)? {
             Text::Number(n) => u16::try_from(n).map_err(|_| {
-                serde::de::Error::custom(format!("{n} is not a USB id (0 to 65535, or hex text \"08FF\")"))
+                serde::de::Error::custom(format!(
+                    "{n} is not a USB id (0 to 65535, or hex text \"08FF\")"
+                ))
             }),
             Text::Hex(t) => {
                 let digits = t.trim().trim_start_matches("0x");
                 if digits.is_empty() || digits.len() > 4 {
-                    return Err(serde::de::Error::custom(format!("`{t}` is not a USB id such as \"08FF\"")));
+                    return Err(serde::de::Error::custom(format!(
+                        "`{t}` is not a USB id such as \"08FF\""
+                    )));
                 }
-                u16::from_str_radix(digits, 16)
-                    .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a USB id such as \"08FF\"")))
+                u16::from_str_radix(digits, 16).map_err(|_| {
+                    serde::de::Error::custom(format!("`{t}` is not a USB id such as \"08FF\""))
+                })
             }
         }
     }
 
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `with` calls it with a reference
     pub fn serialize<S: Serializer>(value: &u16, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{value:04X}"))
     }
@@ -238,24 +244,7 @@ pub struct HidCardReader {
 
 enum Source {
     Usb(UsbTarget),
-    Given(Box<dyn FnOnce() -> Box<dyn ReportSourceDyn> + Send>),
-}
-
-/// Object-safe wrapper so a boxed source can run on the thread.
-trait ReportSourceDyn: Send {
-    fn next(&mut self, timeout: Duration) -> Result<Option<TimedReport>, SourceError>;
-}
-
-impl<S: ReportSource> ReportSourceDyn for S {
-    fn next(&mut self, timeout: Duration) -> Result<Option<TimedReport>, SourceError> {
-        self.next_report(timeout)
-    }
-}
-
-impl ReportSource for Box<dyn ReportSourceDyn> {
-    fn next_report(&mut self, timeout: Duration) -> Result<Option<TimedReport>, SourceError> {
-        self.as_mut().next(timeout)
-    }
+    Given(Box<dyn ReportSource>),
 }
 
 impl std::fmt::Debug for HidCardReader {
@@ -299,7 +288,7 @@ impl HidCardReader {
     pub fn with_source<S: ReportSource>(wedge: WedgeConfig, source: S) -> Self {
         Self {
             wedge,
-            source: Source::Given(Box::new(move || Box::new(source) as Box<dyn ReportSourceDyn>)),
+            source: Source::Given(Box::new(source)),
         }
     }
 }
@@ -311,12 +300,14 @@ fn source_error(error: &SourceError) -> DeviceError {
 impl Device for HidCardReader {
     fn run(self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture {
         Box::pin(async move {
-            let source: Box<dyn ReportSourceDyn> = match self.source {
-                Source::Given(make) => make(),
+            let source: Box<dyn ReportSource> = match self.source {
+                Source::Given(source) => source,
                 Source::Usb(target) => {
                     let opened = tokio::task::spawn_blocking(move || UsbHidSource::open(target))
                         .await
-                        .map_err(|e| DeviceError::Transport(std::io::Error::other(e.to_string())))?;
+                        .map_err(|e| {
+                            DeviceError::Transport(std::io::Error::other(e.to_string()))
+                        })?;
                     Box::new(opened.map_err(|e| source_error(&e))?)
                 }
             };
@@ -413,7 +404,10 @@ mod tests {
         let settings: HidSettings =
             toml::from_str("vid = 1\npid = 9\n[recorded]\ncards = [\"12\", \"1€\"]").unwrap();
         let err = settings.recording().unwrap_err().to_string();
-        assert!(err.starts_with("recorded.cards[1]: '€' cannot be typed"), "{err}");
+        assert!(
+            err.starts_with("recorded.cards[1]: '€' cannot be typed"),
+            "{err}"
+        );
         let settings: HidSettings =
             toml::from_str("vid = 1\npid = 9\n[recorded]\nreports = [\"0000\"]").unwrap();
         let err = settings.recording().unwrap_err().to_string();

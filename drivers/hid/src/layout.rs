@@ -73,11 +73,12 @@ fn digit_row(layout: Layout) -> (&'static str, &'static str) {
 }
 
 /// `(unshifted, shifted)` of a punctuation key; `None` = dead key or no character.
+#[allow(clippy::match_same_arms)] // one row per layout and key, as printed on the keycaps
 fn punctuation(layout: Layout, usage: u8) -> (Option<char>, Option<char>) {
     let pair = |a: char, b: char| (Some(a), Some(b));
     match (layout, usage) {
         (Layout::Us | Layout::Uk, 0x2D) => pair('-', '_'),
-        (Layout::Us | Layout::Uk, 0x2E) | (Layout::Fr, 0x2E) => pair('=', '+'),
+        (Layout::Us | Layout::Uk | Layout::Fr, 0x2E) => pair('=', '+'),
         (Layout::Us | Layout::Uk, 0x2F) => pair('[', '{'),
         (Layout::Us | Layout::Uk, 0x30) => pair(']', '}'),
         (Layout::Us, 0x31 | 0x32 | 0x64) => pair('\\', '|'),
@@ -120,6 +121,7 @@ fn punctuation(layout: Layout, usage: u8) -> (Option<char>, Option<char>) {
 
 /// The lower-case letter a letter key types; `None` when the layout puts no letter there
 /// (AZERTY's `,` sits where QWERTY has `m`).
+#[allow(clippy::match_same_arms)] // one row per moved letter reads like the keyboard
 fn letter(layout: Layout, usage: u8) -> Option<char> {
     let offset = usage.checked_sub(usage::A)?;
     let qwerty = char::from(b'a'.checked_add(offset)?);
@@ -141,11 +143,13 @@ impl Layout {
 
     /// What pressing `usage` with or without Shift types.
     pub fn key(self, usage: u8, shift: bool) -> Key {
-        let pick = |(plain, shifted): (Option<char>, Option<char>)| {
-            match if shift { shifted } else { plain } {
-                Some(c) => Key::Char(c),
-                None => Key::NonPrinting,
-            }
+        let pick = |(plain, shifted): (Option<char>, Option<char>)| match if shift {
+            shifted
+        } else {
+            plain
+        } {
+            Some(c) => Key::Char(c),
+            None => Key::NonPrinting,
         };
         match usage {
             usage::A..=usage::Z => match letter(self, usage) {
@@ -166,9 +170,9 @@ impl Layout {
             usage::SPACE => Key::Char(' '),
             0x2D..=0x38 | usage::NON_US_BACKSLASH => pick(punctuation(self, usage)),
             // Keypad digits type digits on every layout (Num Lock on, as readers assume).
-            usage::KEYPAD_1..=usage::KEYPAD_0 => {
-                Key::Char(char::from(b"1234567890"[usize::from(usage - usage::KEYPAD_1)]))
-            }
+            usage::KEYPAD_1..=usage::KEYPAD_0 => Key::Char(char::from(
+                b"1234567890"[usize::from(usage - usage::KEYPAD_1)],
+            )),
             0x54 => Key::Char('/'),
             0x55 => Key::Char('*'),
             0x56 => Key::Char('-'),
@@ -234,7 +238,11 @@ mod tests {
             (Layout::Us, 0xFF, true, Key::NonPrinting),
         ];
         for (layout, usage, shift, want) in cases {
-            assert_eq!(layout.key(usage, shift), want, "{layout:?} {usage:02X} shift={shift}");
+            assert_eq!(
+                layout.key(usage, shift),
+                want,
+                "{layout:?} {usage:02X} shift={shift}"
+            );
         }
     }
 
@@ -247,7 +255,10 @@ mod tests {
                 }
             }
             for c in "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-".chars() {
-                assert!(layout.keystroke(c).is_some(), "{layout:?} cannot type {c:?}");
+                assert!(
+                    layout.keystroke(c).is_some(),
+                    "{layout:?} cannot type {c:?}"
+                );
             }
         }
     }

@@ -53,6 +53,12 @@ pub trait ReportSource: Send + 'static {
     fn next_report(&mut self, timeout: Duration) -> Result<Option<TimedReport>, SourceError>;
 }
 
+impl ReportSource for Box<dyn ReportSource> {
+    fn next_report(&mut self, timeout: Duration) -> Result<Option<TimedReport>, SourceError> {
+        self.as_mut().next_report(timeout)
+    }
+}
+
 /// Runs `source` on a dedicated thread and returns the receiving end. The thread stops
 /// when the receiver is dropped (checked at least every `poll`) or the source fails (the
 /// error is the last item).
@@ -114,8 +120,8 @@ impl RecordedSource {
         }
     }
 
-    /// Waits for each report's time (for the demo) and starts over `pause` after the last
-    /// one when `repeat_after` is given.
+    /// Waits for each report's time (for the demo), and starts over `repeat_after` the
+    /// last report when it is given.
     #[must_use]
     pub fn paced(mut self, repeat_after: Option<Duration>) -> Self {
         self.paced = Some(Instant::now());
@@ -211,7 +217,9 @@ impl UsbHidSource {
         let devices = rusb::UsbContext::devices(&context).map_err(usb("list devices"))?;
         let mut found = None;
         for device in devices.iter() {
-            let Ok(descriptor) = device.device_descriptor() else { continue };
+            let Ok(descriptor) = device.device_descriptor() else {
+                continue;
+            };
             if descriptor.vendor_id() != target.vid || descriptor.product_id() != target.pid {
                 continue;
             }
@@ -241,7 +249,10 @@ impl UsbHidSource {
                 (None, None) => String::new(),
             },
         })?;
-        if handle.kernel_driver_active(target.interface).unwrap_or(false) {
+        if handle
+            .kernel_driver_active(target.interface)
+            .unwrap_or(false)
+        {
             handle
                 .detach_kernel_driver(target.interface)
                 .map_err(usb("detach kernel driver"))?;
@@ -312,14 +323,23 @@ mod tests {
                 bytes: vec![0; 8],
             },
             TimedReport {
-                at: Duration::from_secs(60),
+                at: Duration::from_mins(1),
                 bytes: vec![0; 8],
             },
         ];
         let mut source = RecordedSource::new(reports.clone());
-        assert_eq!(source.next_report(Duration::ZERO).unwrap(), Some(reports[0].clone()));
-        assert_eq!(source.next_report(Duration::ZERO).unwrap(), Some(reports[1].clone()));
-        assert!(matches!(source.next_report(Duration::ZERO), Err(SourceError::Ended)));
+        assert_eq!(
+            source.next_report(Duration::ZERO).unwrap(),
+            Some(reports[0].clone())
+        );
+        assert_eq!(
+            source.next_report(Duration::ZERO).unwrap(),
+            Some(reports[1].clone())
+        );
+        assert!(matches!(
+            source.next_report(Duration::ZERO),
+            Err(SourceError::Ended)
+        ));
     }
 
     #[tokio::test]
@@ -328,7 +348,10 @@ mod tests {
             at: Duration::ZERO,
             bytes: vec![1, 2, 3],
         }];
-        let mut rx = spawn_source(RecordedSource::new(reports.clone()), Duration::from_millis(10));
+        let mut rx = spawn_source(
+            RecordedSource::new(reports.clone()),
+            Duration::from_millis(10),
+        );
         assert_eq!(rx.recv().await.unwrap().unwrap(), reports[0]);
         assert!(matches!(rx.recv().await, Some(Err(SourceError::Ended))));
         assert!(rx.recv().await.is_none());

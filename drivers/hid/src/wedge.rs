@@ -116,7 +116,10 @@ impl CardAssembler {
     fn drop_partial(&mut self) {
         if !self.typed.is_empty() || self.overflowed {
             self.counters.partial_dropped += 1;
-            tracing::debug!(chars = self.typed.len(), "HID card reader: dropping a half-typed number");
+            tracing::debug!(
+                chars = self.typed.len(),
+                "HID card reader: dropping a half-typed number"
+            );
         }
         self.typed.clear();
         self.overflowed = false;
@@ -247,7 +250,11 @@ mod tests {
     #[test]
     fn a_typed_number_and_enter_make_one_card() {
         let mut asm = CardAssembler::new(WedgeConfig::default());
-        let cards = feed_all(&mut asm, &type_text(Layout::Us, "0012345678", Terminator::Enter), 4);
+        let cards = feed_all(
+            &mut asm,
+            &type_text(Layout::Us, "0012345678", Terminator::Enter),
+            4,
+        );
         assert_eq!(cards, ["0012345678"]);
         assert_eq!(asm.counters().cards, 1);
     }
@@ -256,7 +263,13 @@ mod tests {
     fn a_key_held_over_several_reports_types_once() {
         let mut asm = CardAssembler::new(WedgeConfig::default());
         let held = BootReport::key(0, 0x1E);
-        let reports = [held, held, held, BootReport::released(), BootReport::key(0, 0x28)];
+        let reports = [
+            held,
+            held,
+            held,
+            BootReport::released(),
+            BootReport::key(0, 0x28),
+        ];
         assert_eq!(feed_all(&mut asm, &reports, 2), ["1"]);
     }
 
@@ -319,10 +332,18 @@ mod tests {
             ..WedgeConfig::default()
         };
         let mut asm = CardAssembler::new(config);
-        let cards = feed_all(&mut asm, &type_text(Layout::Us, "123456", Terminator::Enter), 2);
+        let cards = feed_all(
+            &mut asm,
+            &type_text(Layout::Us, "123456", Terminator::Enter),
+            2,
+        );
         assert!(cards.is_empty());
         assert_eq!(asm.counters().partial_dropped, 1);
-        let cards = feed_all(&mut asm, &type_text(Layout::Us, "1234", Terminator::Enter), 2);
+        let cards = feed_all(
+            &mut asm,
+            &type_text(Layout::Us, "1234", Terminator::Enter),
+            2,
+        );
         assert_eq!(cards, ["1234"]);
     }
 

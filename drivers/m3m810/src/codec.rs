@@ -7,9 +7,13 @@
 //! make it wait for bytes that will never come. It never panics and never buffers more
 //! than one maximal frame ([`MAX_LEN_FIELD`]) per candidate.
 
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use rfidgw_driver::line::LineStats;
-use tokio_util::codec::{Decoder, Encoder};
+
+/// Re-exported so tools and fuzz targets drive the codec without their own dependencies.
+pub use bytes::BytesMut;
+/// Re-exported so tools and fuzz targets drive the codec without their own dependencies.
+pub use tokio_util::codec::{Decoder, Encoder};
 
 use crate::frame::{
     CRC_LEN, Frame, FrameError, HEADER_LEN, MAX_LEN_FIELD, MIN_LEN_FIELD, PROBE_START, START,

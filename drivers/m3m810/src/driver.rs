@@ -242,9 +242,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
                 Err(_) => {
                     self.stats.timeout();
                     // Whatever half frame is buffered belongs to the unanswered command.
-                    let stale = self.framed.read_buffer().len();
-                    if stale > 0 {
-                        self.stats.skipped(stale);
+                    let leftover = self.framed.read_buffer().len();
+                    if leftover > 0 {
+                        self.stats.skipped(leftover);
                         self.framed.read_buffer_mut().clear();
                     }
                     return Err(DriverError::Timeout {
@@ -296,9 +296,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
                 // Error 06 means "EAS off" or "no tag" (§4.3); a tag that answers get AFI
                 // is there, so its EAS is off.
                 match self.get_afi(uid).await? {
-                    Ok(_) => Ok(Ok(false)),
                     Err(ReaderRefusal::NoTransponder) => Ok(Err(ReaderRefusal::NoTransponder)),
-                    Err(_) => Ok(Ok(false)),
+                    // Any other answer (even a refusal such as "not supported") came from
+                    // the tag.
+                    _ => Ok(Ok(false)),
                 }
             }
             other => Ok(Err(unexpected(&other))),
@@ -358,7 +359,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
         Ok(Ok(memory))
     }
 
-    async fn write_once(&mut self, uid: TagUid, value: &Value) -> Result<TagOutcome<()>, DriverError> {
+    async fn write_once(
+        &mut self,
+        uid: TagUid,
+        value: &Value,
+    ) -> Result<TagOutcome<()>, DriverError> {
         let request = match value {
             Value::Afi(afi) => Request::WriteAfi { uid, afi: *afi },
             Value::Eas(on) => Request::EasControl { uid, on: *on },
@@ -390,7 +395,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
         })
     }
 
-    async fn read_value(&mut self, uid: TagUid, value: &Value) -> Result<TagOutcome<Value>, DriverError> {
+    async fn read_value(
+        &mut self,
+        uid: TagUid,
+        value: &Value,
+    ) -> Result<TagOutcome<Value>, DriverError> {
         Ok(match value {
             Value::Afi(_) => self.get_afi(uid).await?.map(Value::Afi),
             Value::Eas(_) => self.check_eas(uid).await?.map(Value::Eas),
@@ -398,7 +407,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
                 let count = u8::try_from(data.len() / BLOCK_SIZE).unwrap_or(u8::MAX);
                 self.read_range(uid, *first, count)
                     .await?
-                    .map(|data| Value::Blocks { first: *first, data })
+                    .map(|data| Value::Blocks {
+                        first: *first,
+                        data,
+                    })
             }
         })
     }
@@ -462,14 +474,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
             Ok(uid) => uid,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        Ok(self.verified_write(uid, Value::Afi(afi)).await?.map(|check| WriteCheck {
-            wanted: afi,
-            read_back: match check.read_back {
-                Some(Value::Afi(v)) => Some(v),
-                _ => None,
-            },
-            attempts: check.attempts,
-        }))
+        Ok(self
+            .verified_write(uid, Value::Afi(afi))
+            .await?
+            .map(|check| WriteCheck {
+                wanted: afi,
+                read_back: match check.read_back {
+                    Some(Value::Afi(v)) => Some(v),
+                    _ => None,
+                },
+                attempts: check.attempts,
+            }))
     }
 
     /// Sets or resets the NXP EAS bit and checks it, retrying; returns what was finally
@@ -483,14 +498,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
             Ok(uid) => uid,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        Ok(self.verified_write(uid, Value::Eas(on)).await?.map(|check| WriteCheck {
-            wanted: on,
-            read_back: match check.read_back {
-                Some(Value::Eas(v)) => Some(v),
-                _ => None,
-            },
-            attempts: check.attempts,
-        }))
+        Ok(self
+            .verified_write(uid, Value::Eas(on))
+            .await?
+            .map(|check| WriteCheck {
+                wanted: on,
+                read_back: match check.read_back {
+                    Some(Value::Eas(v)) => Some(v),
+                    _ => None,
+                },
+                attempts: check.attempts,
+            }))
     }
 
     /// Writes whole 4-byte blocks from `first` and reads them back, retrying; returns what
@@ -520,14 +538,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
             first,
             data: data.to_vec(),
         };
-        Ok(self.verified_write(uid, wanted).await?.map(|check| WriteCheck {
-            wanted: data.to_vec(),
-            read_back: match check.read_back {
-                Some(Value::Blocks { data, .. }) => Some(data),
-                _ => None,
-            },
-            attempts: check.attempts,
-        }))
+        Ok(self
+            .verified_write(uid, wanted)
+            .await?
+            .map(|check| WriteCheck {
+                wanted: data.to_vec(),
+                read_back: match check.read_back {
+                    Some(Value::Blocks { data, .. }) => Some(data),
+                    _ => None,
+                },
+                attempts: check.attempts,
+            }))
     }
 }
 

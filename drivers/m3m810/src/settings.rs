@@ -176,10 +176,11 @@ impl SimulatorSettings {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let uid = <[u8; UID_LEN]>::try_from(t.uid.as_bytes()).map_err(|_| SettingsError {
-                    key: format!("simulator.tags[{i}].uid"),
-                    message: format!("{} is not 8 bytes (16 hex digits)", t.uid),
-                })?;
+                let uid =
+                    <[u8; UID_LEN]>::try_from(t.uid.as_bytes()).map_err(|_| SettingsError {
+                        key: format!("simulator.tags[{i}].uid"),
+                        message: format!("{} is not 8 bytes (16 hex digits)", t.uid),
+                    })?;
                 let mut memory = t.memory.clone();
                 let blocks = memory.len().div_ceil(BLOCK_SIZE).max(28);
                 if blocks > 255 {
@@ -290,7 +291,9 @@ impl Device for M3m810Device {
                     )
                     .await
                 }
-                None => read_loop::run(&mut reader, &self.settings.poll, &sink, &cancel, None).await,
+                None => {
+                    read_loop::run(&mut reader, &self.settings.poll, &sink, &cancel, None).await
+                }
             }
         })
     }
@@ -313,7 +316,10 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_refused_by_name() {
         let cases = [
-            ("[transport]\nkind = \"simulator\"\n[driver]\nretries = 3", "retries"),
+            (
+                "[transport]\nkind = \"simulator\"\n[driver]\nretries = 3",
+                "retries",
+            ),
             ("[transport]\nkind = \"simulator\"\nspeed = 1", "speed"),
             (
                 "[transport]\nkind = \"simulator\"\n[driver]\ninventory_options = \"zz\"",
@@ -325,7 +331,9 @@ mod tests {
             ),
         ];
         for (text, needle) in cases {
-            let err = toml::from_str::<M3m810Settings>(text).unwrap_err().to_string();
+            let err = toml::from_str::<M3m810Settings>(text)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
     }
@@ -333,9 +341,18 @@ mod tests {
     #[test]
     fn checked_settings_name_the_key_that_cannot_work() {
         let cases = [
-            ("[driver]\nwrite_attempts = 0", "driver.write_attempts: 0 is not 1 to 100"),
-            ("[driver]\ncommand_timeout_ms = 0", "driver.command_timeout_ms"),
-            ("[driver]\nblocks_per_read = 40", "driver.blocks_per_read: 40"),
+            (
+                "[driver]\nwrite_attempts = 0",
+                "driver.write_attempts: 0 is not 1 to 100",
+            ),
+            (
+                "[driver]\ncommand_timeout_ms = 0",
+                "driver.command_timeout_ms",
+            ),
+            (
+                "[driver]\nblocks_per_read = 40",
+                "driver.blocks_per_read: 40",
+            ),
             (
                 "[[simulator.tags]]\nuid = \"E004\"",
                 "simulator.tags[0].uid: E004 is not 8 bytes",

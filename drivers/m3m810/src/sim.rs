@@ -198,12 +198,17 @@ impl SimPad {
 
     /// Serves the pad on `stream` until the host closes it, the pad is unplugged, or the
     /// line fails. Requests that do not parse get error `32` (parameter error).
-    pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S) -> Result<(), CodecError> {
+    pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+    ) -> Result<(), CodecError> {
         let mut unplugged = self.unplug.subscribe();
         unplugged.mark_unchanged();
         let mut framed = Framed::new(stream, M3m810Codec::default());
         loop {
             let frame = tokio::select! {
+                // An unplug wins over a request that arrived at the same time.
+                biased;
                 _ = unplugged.changed() => return Ok(()),
                 next = framed.next() => match next {
                     None => return Ok(()),
@@ -239,7 +244,11 @@ impl SimPad {
             }
             if !garbage.is_empty() {
                 // Framed flushed the previous reply, so raw bytes land between frames.
-                framed.get_mut().write_all(&garbage).await.map_err(CodecError::Io)?;
+                framed
+                    .get_mut()
+                    .write_all(&garbage)
+                    .await
+                    .map_err(CodecError::Io)?;
             }
             framed.send(reply.to_frame()).await?;
         }
@@ -255,6 +264,28 @@ impl SimPad {
             }
         });
         host
+    }
+
+    /// Serves the pad on the master side of a new pseudo-terminal pair and returns the
+    /// slave's path, which a driver opens like any serial port (PROTOCOLS.md §6). The pty
+    /// closes when the pad is unplugged or the host's side hangs up.
+    #[cfg(unix)]
+    pub fn serve_on_pty(&self) -> std::io::Result<std::path::PathBuf> {
+        use tokio_serial::SerialPort;
+        let (master, slave) = tokio_serial::SerialStream::pair().map_err(std::io::Error::from)?;
+        let path = slave
+            .name()
+            .ok_or_else(|| std::io::Error::other("the pty slave has no path"))?;
+        let sim = self.clone();
+        tokio::spawn(async move {
+            // The original slave stays open while the pad runs, so the master does not see
+            // a hang-up between two opens of the path by the driver.
+            let _slave = slave;
+            if let Err(error) = sim.serve(master).await {
+                tracing::debug!(%error, "3M sim: pty ended");
+            }
+        });
+        Ok(path.into())
     }
 
     /// Plays `script` (tags entering and leaving the field) once or forever. Runs on
@@ -378,7 +409,7 @@ fn answer(state: &mut PadState, request: &Request) -> Reply {
             if end > tag.blocks() {
                 return refused(request, ErrorCode::MemoryNotAvailable);
             }
-            let blocks = (*first..)
+            let blocks: Vec<BlockRead> = (*first..)
                 .zip(start..end)
                 .map(|(number, i)| BlockRead {
                     number,
@@ -416,7 +447,9 @@ fn answer(state: &mut PadState, request: &Request) -> Reply {
             if data.len() != usize::from(*count) * BLOCK_SIZE {
                 return refused(request, ErrorCode::ParameterError);
             }
-            let Some(blocks) = tag_at.and_then(|i| state.field.get(i)).map(VirtualTag::blocks)
+            let Some(blocks) = tag_at
+                .and_then(|i| state.field.get(i))
+                .map(VirtualTag::blocks)
             else {
                 return refused(request, ErrorCode::NoTransponder);
             };
@@ -447,7 +480,10 @@ fn answer(state: &mut PadState, request: &Request) -> Reply {
             None => refused(request, ErrorCode::NoTransponder),
         },
         Request::WriteAfi { uid, afi } => {
-            if tag_at.and_then(|i| state.field.get(i)).is_some_and(|t| t.afi_locked) {
+            if tag_at
+                .and_then(|i| state.field.get(i))
+                .is_some_and(|t| t.afi_locked)
+            {
                 return refused(request, ErrorCode::Locked);
             }
             let ok = Reply::WriteAfi { uid: *uid };
@@ -460,7 +496,10 @@ fn answer(state: &mut PadState, request: &Request) -> Reply {
             ok
         }
         Request::CheckEas { uid } => match tag_at.and_then(|i| state.field.get(i)) {
-            Some(tag) if tag.eas => Reply::CheckEas { uid: *uid, eas: 0x01 },
+            Some(tag) if tag.eas => Reply::CheckEas {
+                uid: *uid,
+                eas: 0x01,
+            },
             // The spec: error 06 means EAS 0 (§4.3).
             _ => refused(request, ErrorCode::NoTransponder),
         },
@@ -509,7 +548,11 @@ mod tests {
             (0xC2, 0xC3, false),
         ];
         for (requested, tag, want) in cases {
-            assert_eq!(afi_matches(requested, tag), want, "{requested:02X} vs {tag:02X}");
+            assert_eq!(
+                afi_matches(requested, tag),
+                want,
+                "{requested:02X} vs {tag:02X}"
+            );
         }
     }
 
@@ -531,7 +574,9 @@ mod tests {
             options: 0x05,
             protocols: None,
         });
-        let Reply::Inventory { tags, .. } = reply else { panic!("{reply:?}") };
+        let Reply::Inventory { tags, .. } = reply else {
+            panic!("{reply:?}")
+        };
         assert_eq!(tags.len(), 1);
         assert_eq!(tags[0].uid, Some(UID));
         assert_eq!(tags[0].dsfid, None);
@@ -541,7 +586,10 @@ mod tests {
     fn check_eas_answers_06_when_the_bit_is_off_and_01_when_on() {
         let pad = SimPad::new();
         pad.place(VirtualTag::new(UID));
-        assert_eq!(pad.answer(&Request::CheckEas { uid: UID }).error(), ErrorCode::NoTransponder);
+        assert_eq!(
+            pad.answer(&Request::CheckEas { uid: UID }).error(),
+            ErrorCode::NoTransponder
+        );
         pad.answer(&Request::EasControl { uid: UID, on: true });
         assert_eq!(
             pad.answer(&Request::CheckEas { uid: UID }),
@@ -554,10 +602,16 @@ mod tests {
         let pad = SimPad::new();
         pad.place(VirtualTag::new(UID));
         pad.fail_next_writes(1);
-        let reply = pad.answer(&Request::WriteAfi { uid: UID, afi: 0x07 });
+        let reply = pad.answer(&Request::WriteAfi {
+            uid: UID,
+            afi: 0x07,
+        });
         assert_eq!(reply.error(), ErrorCode::NoTransponder);
         assert_eq!(pad.tag(&UID).unwrap().afi, 0x00);
-        pad.answer(&Request::WriteAfi { uid: UID, afi: 0x07 });
+        pad.answer(&Request::WriteAfi {
+            uid: UID,
+            afi: 0x07,
+        });
         assert_eq!(pad.tag(&UID).unwrap().afi, 0x07);
         assert_eq!(pad.writes_refused(), 1);
     }

@@ -27,7 +27,9 @@ use std::io;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use serial::{DataBits, LineDefaults, Parity, SerialConfig, SerialPortEntry, StopBits};
+pub use serial::{
+    DataBits, LineDefaults, Parity, PtyPair, SerialConfig, SerialPortEntry, StopBits,
+};
 pub use tcp::TcpConfig;
 pub use usb::{UsbConfig, UsbDeviceEntry, UsbEndpointKind};
 

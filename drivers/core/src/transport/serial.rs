@@ -145,6 +145,50 @@ pub fn open(config: &SerialConfig, defaults: LineDefaults) -> Result<SerialStrea
     Ok(stream)
 }
 
+/// A pseudo-terminal pair standing in for a serial cable (simulators and tests).
+///
+/// A simulator serves the master end; a driver opens [`PtyPair::slave_path`] through the
+/// `serial` transport, so the real serial code path runs (PROTOCOLS.md §6). The pair's own
+/// slave descriptor is closed at once (it holds the port's exclusive lock): until a driver
+/// opens the path, reads on the master fail with EIO, which a simulator waits out.
+#[derive(Debug)]
+pub struct PtyPair {
+    master: SerialStream,
+    slave_path: PathBuf,
+}
+
+impl PtyPair {
+    /// Opens a new pair.
+    pub fn open() -> Result<Self, TransportError> {
+        use tokio_serial::SerialPort;
+        let error = |e: tokio_serial::Error| TransportError::Serial {
+            path: "pty pair".into(),
+            source: e.into(),
+        };
+        let (master, mut slave) = SerialStream::pair().map_err(error)?;
+        slave.set_exclusive(false).map_err(error)?;
+        let slave_path = slave
+            .name()
+            .map(PathBuf::from)
+            .ok_or(TransportError::Serial {
+                path: "pty pair".into(),
+                source: std::io::Error::other("the pty slave has no name"),
+            })?;
+        drop(slave);
+        Ok(Self { master, slave_path })
+    }
+
+    /// The device path a driver opens (`/dev/pts/N`).
+    pub fn slave_path(&self) -> &Path {
+        &self.slave_path
+    }
+
+    /// The master end.
+    pub fn into_master(self) -> SerialStream {
+        self.master
+    }
+}
+
 /// A serial port found on this machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SerialPortEntry {
@@ -329,15 +373,12 @@ mod tests {
     #[tokio::test]
     async fn a_pty_opens_by_a_symlink_with_parity_applied_and_carries_bytes() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        use tokio_serial::SerialPort;
 
-        let (mut master, mut slave) = SerialStream::pair().unwrap();
-        slave.set_exclusive(false).unwrap();
-        let slave_path = slave.name().unwrap();
-        drop(slave);
-        let dir = tempfile_dir();
-        let link = dir.join("usb-FEIG_reader-if00");
-        std::os::unix::fs::symlink(&slave_path, &link).unwrap();
+        let pty = PtyPair::open().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("usb-FEIG_reader-if00");
+        std::os::unix::fs::symlink(pty.slave_path(), &link).unwrap();
+        let mut master = pty.into_master();
 
         let cfg = SerialConfig {
             parity: Some(Parity::Even),
@@ -355,13 +396,6 @@ mod tests {
         let mut got = [0u8; 3];
         master.read_exact(&mut got).await.unwrap();
         assert_eq!(got, [0x07, 0xFF, 0xB0]);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("rfidgw-serial-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 
     #[test]
@@ -372,18 +406,17 @@ mod tests {
 
     #[test]
     fn dev_scan_takes_only_numbered_usb_acm_and_ama_ttys() {
-        let dir = std::env::temp_dir().join(format!("rfidgw-devscan-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         for name in [
             "ttyUSB0", "ttyACM12", "ttyAMA1", "ttyS0", "ttyUSB", "ttyUSBx",
         ] {
             std::fs::write(dir.join(name), b"").unwrap();
         }
-        let found: Vec<String> = scan_dev(&dir)
+        let found: Vec<String> = scan_dev(dir)
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(found, ["ttyACM12", "ttyAMA1", "ttyUSB0"]);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,0 +1,274 @@
+//! Model detection, security state, owner classification and the `[tags]` config section.
+
+use rfidgw_tag::iso28560_3::{BlockForm, DdmTag};
+use rfidgw_tag::owner::CountryLibrary;
+use rfidgw_tag::uhf::{EpcLayout, PcWord};
+use rfidgw_tag::{
+    ByteOrder, ConfigError, DecodeError, OwnerClass, Security, SecurityMode, SiteConfig, TagData,
+    TagHints, TagModel, decode, encode_like, parse_hex,
+};
+
+const DDM: &str = "11010131313232333334340000000000000000513E4445373035000000000000";
+const DDM_REVERSED: &str = "31010111333232310034343300000000510000003745443E0000353000000000";
+const RFID501: &str = "0411000032303039303130313031323300000000FFFFFFFF7FFFFFFF00000000";
+const SGTIN: &str = "3074257BF7194E4000001A85";
+
+fn hex(text: &str) -> Vec<u8> {
+    parse_hex(text).unwrap()
+}
+
+#[test]
+fn a_danish_model_tag_with_a_broken_crc_is_unknown_and_says_why() {
+    let mut memory = hex(DDM);
+    memory[19] ^= 0x01;
+    let tag = decode(&memory, &TagHints::default(), &SiteConfig::default());
+    assert_eq!(tag.model, TagModel::Unknown);
+    assert_eq!(tag.item, None);
+    assert_eq!(tag.crc_valid, Some(false));
+    let message = tag.error.unwrap().to_string();
+    assert!(message.contains("CRC"), "{message}");
+    assert!(message.contains("stored 3E50"), "{message}");
+}
+
+#[test]
+fn a_changed_item_id_byte_is_caught_by_the_crc_not_read_as_another_item() {
+    let mut memory = hex(DDM);
+    memory[5] = b'9';
+    let tag = decode(&memory, &TagHints::default(), &SiteConfig::default());
+    assert_eq!(tag.model, TagModel::Unknown);
+    assert!(matches!(tag.error, Some(DecodeError::CorruptIso28560_3(_))));
+}
+
+#[test]
+fn blank_tags_are_recognised_as_blank() {
+    let zeros = vec![0u8; 32];
+    let mut pattern = vec![0x55u8; 24];
+    pattern.extend([0u8; 8]);
+    for memory in [zeros, pattern] {
+        let tag = decode(&memory, &TagHints::default(), &SiteConfig::default());
+        assert_eq!(tag.model, TagModel::Blank);
+        assert!(matches!(tag.error, Some(DecodeError::Blank(_))));
+    }
+}
+
+#[test]
+fn empty_and_garbage_memory_are_unknown_with_one_reason_per_model() {
+    let tag = decode(&[], &TagHints::default(), &SiteConfig::default());
+    assert_eq!(tag.error, Some(DecodeError::Empty));
+    let tag = decode(&[0xFF; 40], &TagHints::default(), &SiteConfig::default());
+    assert_eq!(tag.model, TagModel::Unknown);
+    let Some(DecodeError::NoModel(reasons)) = &tag.error else {
+        panic!("{:?}", tag.error)
+    };
+    assert!(
+        reasons.iter().any(|r| r.contains("ISO 28560-3")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("RFID501")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("ISO 28560-2")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("SGTIN-96")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn an_iso_15693_uid_keeps_hf_memory_from_being_read_as_an_epc() {
+    let hints = TagHints {
+        uid: Some(hex("E004010012345678")),
+        ..TagHints::default()
+    };
+    let tag = decode(&hex(SGTIN), &hints, &SiteConfig::default());
+    assert_eq!(tag.model, TagModel::Unknown);
+    let tag = decode(&hex(SGTIN), &TagHints::default(), &SiteConfig::default());
+    assert_eq!(tag.model, TagModel::EpcSgtin96);
+}
+
+#[test]
+fn a_uhf_tag_is_not_read_as_hf_memory() {
+    let hints = TagHints {
+        uhf: Some(true),
+        ..TagHints::default()
+    };
+    let tag = decode(&hex(DDM), &hints, &SiteConfig::default());
+    assert_eq!(tag.model, TagModel::Unknown);
+}
+
+#[test]
+fn security_follows_the_site_afi_pair_the_pc_word_and_the_loans_cache() {
+    let memory = hex(DDM);
+    let default_site = SiteConfig::default();
+    let with_afi = |afi| TagHints {
+        afi: Some(afi),
+        ..TagHints::default()
+    };
+    assert_eq!(
+        decode(&memory, &with_afi(0x07), &default_site).security,
+        Security::Secured
+    );
+    assert_eq!(
+        decode(&memory, &with_afi(0xC2), &default_site).security,
+        Security::Unsecured
+    );
+    assert_eq!(
+        decode(&memory, &TagHints::default(), &default_site).security,
+        Security::Unknown
+    );
+
+    let mut libdanrfid = SiteConfig::default();
+    libdanrfid.security.unsecured_afi = 0x21;
+    assert_eq!(
+        decode(&memory, &with_afi(0x21), &libdanrfid).security,
+        Security::Unsecured
+    );
+
+    let pc = TagHints {
+        pc: Some(PcWord(0x3000).with_afi(0x07)),
+        ..TagHints::default()
+    };
+    assert_eq!(
+        decode(&hex(SGTIN), &pc, &default_site).security,
+        Security::Secured
+    );
+
+    let mut database = SiteConfig::default();
+    database.security.mode = SecurityMode::Database;
+    assert_eq!(
+        decode(&memory, &with_afi(0x07), &database).security,
+        Security::Unknown
+    );
+    let on_loan = TagHints {
+        on_loan: Some(true),
+        ..TagHints::default()
+    };
+    assert_eq!(
+        decode(&memory, &on_loan, &database).security,
+        Security::Unsecured
+    );
+}
+
+#[test]
+fn the_de290_security_bit_gives_the_state_in_epc_bit_mode() {
+    let mut site = SiteConfig {
+        epc_layouts: vec![EpcLayout::de290()],
+        ..SiteConfig::default()
+    };
+    site.security.mode = SecurityMode::EpcBit;
+    let epc = hex("19E9F871000000000012D687AABBCC01");
+    let tag = decode(&epc, &TagHints::default(), &site);
+    assert_eq!(tag.model, TagModel::EpcSite);
+    assert_eq!(tag.item.unwrap().primary_item_id, "1234567");
+    assert_eq!(tag.security, Security::Secured);
+}
+
+#[test]
+fn items_of_other_libraries_are_foreign() {
+    let mut site = SiteConfig::default();
+    site.owners.libraries.push(CountryLibrary {
+        country: "DK".into(),
+        library: "715700".into(),
+    });
+    let ours = decode(
+        &hex("11010131323334353637383930000000000000D203444B3731353730300000000000"),
+        &TagHints::default(),
+        &site,
+    );
+    assert_eq!(ours.owner_class, OwnerClass::Ours);
+    assert_eq!(
+        decode(&hex(DDM), &TagHints::default(), &site).owner_class,
+        OwnerClass::Foreign
+    );
+    assert_eq!(
+        decode(&hex(SGTIN), &TagHints::default(), &site).owner_class,
+        OwnerClass::Unknown
+    );
+}
+
+#[test]
+fn writes_keep_the_block_reversed_order_and_the_truncated_form_the_tag_was_found_in() {
+    let site = SiteConfig::default();
+    let tag = decode(&hex(DDM_REVERSED), &TagHints::default(), &site);
+    assert_eq!(tag.byte_order, ByteOrder::BlockReversed);
+    let Some(TagData::Iso28560_3(old)) = &tag.data else {
+        panic!("{:?}", tag.data)
+    };
+    assert_eq!(old.form, BlockForm::Truncated);
+    let mut changed: DdmTag = old.clone();
+    changed.form = BlockForm::Full;
+    changed.basic.primary_item_id = "99887766".into();
+    let written = encode_like(&tag, &TagData::Iso28560_3(changed), &site).unwrap();
+    assert_eq!(written.len(), 32);
+    let again = decode(&written, &TagHints::default(), &site);
+    assert_eq!(again.byte_order, ByteOrder::BlockReversed);
+    assert_eq!(again.item.unwrap().primary_item_id, "99887766");
+}
+
+#[test]
+fn rfid501_warnings_do_not_stop_decoding() {
+    let mut memory = hex(RFID501);
+    memory[2] = 0x01;
+    let tag = decode(&memory, &TagHints::default(), &SiteConfig::default());
+    assert_eq!(tag.model, TagModel::Rfid501);
+    assert_eq!(tag.warnings, ["RFID501: byte 2 is 01, expected 00"]);
+}
+
+#[test]
+fn the_tags_config_section_reads_from_toml_and_refuses_unknown_keys() {
+    let text = r#"
+        truncated_basic_block = true
+        iso28560_2_dsfid = "06"
+
+        [security]
+        mode = "afi"
+        secured_afi = "DA"
+        unsecured_afi = 0xD7
+
+        [owners]
+        isils = ["DK-715700"]
+        libraries = [{ country = "DE", library = "705" }]
+        library_numbers = [1048575]
+
+        [[epc_layouts]]
+        name = "de290"
+        header = "19E9F871"
+        epc_length = 16
+        item_id = { offset = 4, length = 8, format = "uint" }
+        security_bit = { byte = 15, bit = 0, secured_when_set = true }
+    "#;
+    let site: SiteConfig = toml::from_str(text).unwrap();
+    assert_eq!(site.security.secured_afi, 0xDA);
+    assert_eq!(site.security.unsecured_afi, 0xD7);
+    assert_eq!(site.iso28560_2_dsfid, Some(0x06));
+    assert_eq!(site.epc_layouts, [EpcLayout::de290()]);
+    assert_eq!(site.validate(), Ok(()));
+    assert_eq!(
+        toml::from_str::<SiteConfig>("").unwrap(),
+        SiteConfig::default()
+    );
+
+    let error = toml::from_str::<SiteConfig>("[security]\nsecure_afi = 7\n").unwrap_err();
+    assert!(error.to_string().contains("secure_afi"), "{error}");
+    let error = toml::from_str::<SiteConfig>("[security]\nsecured_afi = \"7G\"\n").unwrap_err();
+    assert!(error.to_string().contains("hex"), "{error}");
+}
+
+#[test]
+fn config_validation_names_the_key_at_fault() {
+    let mut site = SiteConfig::default();
+    site.security.unsecured_afi = 0x07;
+    assert_eq!(site.validate(), Err(ConfigError::SameAfi(0x07)));
+    let mut site = SiteConfig::default();
+    site.owners.isils.push("DK 1".into());
+    assert!(
+        site.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("tags.owners.isils[0]")
+    );
+    let mut site = SiteConfig::default();
+    site.security.mode = SecurityMode::EpcBit;
+    assert_eq!(site.validate(), Err(ConfigError::NoSecurityBit));
+}
