@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, ApiState, PeerStatus};
 use crate::bus::Event;
 use crate::config::Config;
+use crate::ils::{Ils, IlsError};
 use crate::notify;
 use crate::pipeline::{self, Progress, TagDecoder};
 use crate::registry::Registry;
@@ -45,6 +46,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The ILS side could not start.
+    #[error(transparent)]
+    Ils(#[from] IlsError),
     /// Tasks did not finish within `daemon.shutdown_timeout_ms`.
     #[error("shutdown took longer than {0:?}; some tasks were abandoned")]
     ShutdownTimeout(Duration),
@@ -60,6 +64,9 @@ pub struct Daemon {
     reports: mpsc::Sender<rfidgw_driver::DeviceReport>,
     devices: TaskTracker,
     devices_cancel: CancellationToken,
+    ils: Ils,
+    ils_tasks: TaskTracker,
+    ils_cancel: CancellationToken,
     background_cancel: CancellationToken,
     pipeline: JoinHandle<()>,
     journal: JoinHandle<()>,
@@ -81,7 +88,29 @@ impl Daemon {
 
         let background = TaskTracker::new();
         let background_cancel = CancellationToken::new();
-        let peers: Arc<dyn Fn() -> Vec<PeerStatus> + Send + Sync> = Arc::new(Vec::new);
+        let journal = tokio::spawn(pipeline::run_journal(
+            events_rx,
+            store.clone(),
+            published.clone(),
+            progress.clone(),
+            config.store.batch_max,
+        ));
+        let decoder: Option<TagDecoder> = Some(pipeline::site_decoder(config.tags.clone()));
+        let pipeline = tokio::spawn(pipeline::run_devices(
+            reports_rx,
+            events.clone(),
+            registry.clone(),
+            decoder,
+        ));
+
+        // The ILS starts connecting in the background; READY never waits for it.
+        let ils_tasks = TaskTracker::new();
+        let ils_cancel = CancellationToken::new();
+        let ils = Ils::start(&config.ils, &ils_tasks, &ils_cancel, events.clone()).await?;
+        let peers: Arc<dyn Fn() -> Vec<PeerStatus> + Send + Sync> = {
+            let ils = ils.clone();
+            Arc::new(move || ils.peers())
+        };
 
         let api_addr = if config.api.enabled {
             let state = ApiState {
@@ -94,21 +123,6 @@ impl Daemon {
         } else {
             None
         };
-
-        let journal = tokio::spawn(pipeline::run_journal(
-            events_rx,
-            store.clone(),
-            published.clone(),
-            progress.clone(),
-            config.store.batch_max,
-        ));
-        let decoder: Option<TagDecoder> = None;
-        let pipeline = tokio::spawn(pipeline::run_devices(
-            reports_rx,
-            events.clone(),
-            registry.clone(),
-            decoder,
-        ));
 
         let _ = events
             .send(Event::DaemonStarted {
@@ -162,6 +176,9 @@ impl Daemon {
             reports,
             devices,
             devices_cancel,
+            ils,
+            ils_tasks,
+            ils_cancel,
             background_cancel,
             pipeline,
             journal,
@@ -183,6 +200,11 @@ impl Daemon {
     /// Device states.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The ILS side (SIP2 pool, simulator).
+    pub fn ils(&self) -> &Ils {
+        &self.ils
     }
 
     /// The store.
@@ -219,6 +241,10 @@ impl Daemon {
         self.devices_cancel.cancel();
         self.devices.close();
         self.devices.wait().await;
+        // The ILS next: its watcher is the last producer of events besides the pipeline.
+        self.ils_cancel.cancel();
+        self.ils_tasks.close();
+        self.ils_tasks.wait().await;
         // Every device task has ended and dropped its senders; dropping ours lets the
         // pipeline drain what is left and end, and then the journal writer.
         drop(self.reports);

@@ -43,6 +43,15 @@ pub enum Event {
         /// How long until the restart, in milliseconds.
         restart_in_ms: u64,
     },
+    /// A peer (the ILS) changed state.
+    PeerChanged {
+        /// The peer's name (`ils`).
+        peer: String,
+        /// `online`, `connecting` or `offline`.
+        state: String,
+        /// The last error, without secrets.
+        detail: Option<String>,
+    },
     /// A device reported something (a tag, a card, inputs, a link change).
     Device {
         /// The station the device belongs to, if any.
@@ -63,6 +72,7 @@ impl Event {
             Self::DaemonStopping { .. } => "daemon_stopping",
             Self::DeviceStarted { .. } => "device_started",
             Self::DeviceFailed { .. } => "device_failed",
+            Self::PeerChanged { .. } => "peer_changed",
             Self::Device { report, .. } => match &report.event {
                 DeviceEvent::TagArrived(_) => "tag_arrived",
                 DeviceEvent::TagDeparted { .. } => "tag_departed",
@@ -110,12 +120,14 @@ impl Event {
                 None,
                 serde_json::to_value(self).unwrap_or_default(),
             ),
-            Self::DaemonStarted { .. } | Self::DaemonStopping { .. } => (
-                SystemTime::now(),
-                None,
-                None,
-                serde_json::to_value(self).unwrap_or_default(),
-            ),
+            Self::DaemonStarted { .. } | Self::DaemonStopping { .. } | Self::PeerChanged { .. } => {
+                (
+                    SystemTime::now(),
+                    None,
+                    None,
+                    serde_json::to_value(self).unwrap_or_default(),
+                )
+            }
         };
         JournalEntry {
             at,

@@ -31,7 +31,12 @@ pub struct Config {
     /// The status API.
     #[serde(default)]
     pub api: ApiConfig,
-    // LEAD-TODO tags: rfidgw_tag::SiteConfig, ils: IlsConfig
+    /// How tags are read: security mode and AFI pair, our institutions, UHF layouts.
+    #[serde(default)]
+    pub tags: rfidgw_tag::SiteConfig,
+    /// The library system: the SIP2 peer and the built-in ACS simulator.
+    #[serde(default)]
+    pub ils: crate::ils::IlsConfig,
     /// Readers and other devices.
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
@@ -272,6 +277,15 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Err(e) = self.tags.validate() {
+            // The tag crate's messages already start with the `tags.…` key.
+            let text = e.to_string();
+            let (key, problem) = text.split_once(": ").unwrap_or(("tags", text.as_str()));
+            return Err(invalid(key.to_owned(), problem.to_owned()));
+        }
+        if let Err((key, problem)) = self.ils.validate() {
+            return Err(invalid(key, problem));
         }
         if self.store.batch_max == 0 {
             return Err(invalid(

@@ -9,6 +9,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod devices;
+pub mod ils;
 pub mod logging;
 pub mod notify;
 pub mod pipeline;

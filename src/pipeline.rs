@@ -22,6 +22,23 @@ use crate::store::Store;
 /// Turns a tag read into the decoder's JSON, for the journal and observers.
 pub type TagDecoder = Arc<dyn Fn(&rfidgw_driver::TagRead) -> serde_json::Value + Send + Sync>;
 
+/// The site's tag decoder: every model `rfidgw-tag` knows, under the `[tags]` rules.
+pub fn site_decoder(site: rfidgw_tag::SiteConfig) -> TagDecoder {
+    Arc::new(move |read: &rfidgw_driver::TagRead| {
+        let hints = rfidgw_tag::TagHints {
+            uid: Some(read.uid.as_bytes().to_vec()),
+            afi: read.afi,
+            dsfid: read.dsfid,
+            eas: read.eas,
+            ..rfidgw_tag::TagHints::default()
+        };
+        let memory = read.memory.as_deref().unwrap_or_default();
+        let decoded = rfidgw_tag::decode(memory, &hints, &site);
+        serde_json::to_value(&decoded)
+            .unwrap_or_else(|e| serde_json::json!({ "error": format!("unserialisable: {e}") }))
+    })
+}
+
 /// Heartbeat of the pipeline, read by the watchdog: the journal writer beats after every
 /// commit and on every idle tick, so a stuck store or a dead writer stops the beats.
 #[derive(Clone, Debug)]

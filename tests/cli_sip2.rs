@@ -223,3 +223,17 @@ async fn a_failed_exchange_exits_non_zero_with_the_reason_and_no_password() {
     assert!(String::from_utf8_lossy(&closed.stderr).contains("cannot connect"));
     token.cancel();
 }
+
+#[test]
+fn decode_reads_the_frame_in_the_given_character_set() {
+    // "é" is 0x82 in CP850; the frame is re-encoded before the checksum is checked.
+    let value = json(&rfidgw(&[
+        "sip2",
+        "decode",
+        "941AFCaf\u{e9}|",
+        "--encoding",
+        "cp850",
+    ]));
+    assert_eq!(value["fields"]["AF"], "Caf\u{e9}");
+    assert_eq!(value["checksum_valid"], Value::Null);
+}

@@ -260,6 +260,34 @@ fn an_iso28560_2_item_encoded_by_the_cli_decodes_to_the_same_fields() {
 }
 
 #[test]
+fn a_long_item_id_and_a_media_format_go_to_the_library_extension_block() {
+    let output = rfidgw(&[
+        "tag",
+        "encode",
+        "--model",
+        "iso28560-3",
+        "--item",
+        "12345678901234567890",
+        "--country",
+        "DK",
+        "--library",
+        "715700",
+        "--media-format",
+        "2",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let hex = String::from_utf8(output.stdout).expect("utf-8");
+    let value = decode(&[hex.trim()]);
+    assert_eq!(value["model"], "iso28560-3");
+    assert_eq!(value["primary_item_id"], "12345678901234567890");
+    assert_eq!(value["media_format"], json!({"value": 2, "name": "cd-dvd"}));
+}
+
+#[test]
 fn tag_encode_refuses_an_item_id_that_does_not_fit() {
     let output = rfidgw(&[
         "tag",
@@ -268,6 +296,7 @@ fn tag_encode_refuses_an_item_id_that_does_not_fit() {
         "iso28560-3",
         "--item",
         "12345678901234567",
+        "--truncated",
     ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -19,7 +19,10 @@ async fn the_demo_config_runs_and_every_station_sees_tags() {
     let config = Config::load_with_env(
         &demo,
         [
-            ("RFIDGW__DAEMON__DATA_DIR".to_owned(), dir.path().display().to_string()),
+            (
+                "RFIDGW__DAEMON__DATA_DIR".to_owned(),
+                dir.path().display().to_string(),
+            ),
             ("RFIDGW__API__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ],
     )
@@ -32,7 +35,10 @@ async fn the_demo_config_runs_and_every_station_sees_tags() {
     let guard = tokio::time::timeout(Duration::from_secs(60), async {
         while seen != stations {
             let event = events.recv().await.unwrap();
-            if let Event::Device { station: Some(station), .. } = &*event
+            if let Event::Device {
+                station: Some(station),
+                ..
+            } = &*event
                 && event.kind() == "tag_arrived"
             {
                 seen.insert(station.clone());
@@ -40,7 +46,28 @@ async fn the_demo_config_runs_and_every_station_sees_tags() {
         }
     });
     guard.await.expect("every demo station reports a tag");
-    let journaled = daemon.store().recent(100, Some("tag_arrived")).await.unwrap();
+
+    // The SIP2 pool logs in to the built-in ACS simulator and says so in the journal.
+    let pool = daemon.ils().pool().expect("the demo has an ILS");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        pool.wait_for(rfidgw_sip2::PeerState::Online),
+    )
+    .await
+    .expect("the ILS comes online");
+    let peers = daemon.ils().peers();
+    assert_eq!(peers[0].name, "ils");
+    assert!(peers[0].state.starts_with("online"), "{peers:?}");
+    let journaled = daemon
+        .store()
+        .recent(100, Some("tag_arrived"))
+        .await
+        .unwrap();
     assert!(journaled.len() >= stations.len());
+    let decoded = &journaled[0].payload["decoded"];
+    assert!(
+        decoded["model"].is_string(),
+        "tag reads are decoded: {decoded}"
+    );
     daemon.shutdown("test").await.unwrap();
 }

@@ -33,10 +33,8 @@ fuzz_target!(|data: &[u8]| {
         let len = usize::from(*len & 0x0F).min(tail.len());
         let (bytes, tail) = tail.split_at(len);
         at += Duration::from_millis(u64::from(*step));
-        for card in [assembler.idle(at), assembler.feed_bytes(bytes, at)]
-            .into_iter()
-            .flatten()
-        {
+        let idle = assembler.idle(at);
+        for card in idle.into_iter().chain(assembler.feed_bytes(bytes, at)) {
             assert!(!card.is_empty());
             assert!(card.chars().count() <= 16);
             cards += 1;

@@ -4,6 +4,7 @@
 //! ```text
 //! rfidgw sip2 decode '9900401.00AY1AZFCA5'
 //! rfidgw sip2 --addr ils:6001 --user sc --pass pw checkout P1001 I0001
+//! rfidgw sip2 checkout P1001 I0001 --addr ils:6001 --user sc   # options go anywhere
 //! ```
 //!
 //! A response with `ok = 0` is a completed exchange (exit 0, the JSON says why); a failed
@@ -30,52 +31,52 @@ use tokio_util::codec::Decoder;
 #[derive(Debug, clap::Args)]
 pub struct Sip2Args {
     /// SIP2 server `host:port` (needed for every subcommand but `decode`).
-    #[arg(long)]
+    #[arg(long, global = true)]
     addr: Option<String>,
     /// Login user id (CN).
-    #[arg(long)]
+    #[arg(long, global = true)]
     user: Option<String>,
     /// Login password (CO); never printed. Default: env RFIDGW_SIP2_PASS (keeps it out of `ps`).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pass: Option<String>,
     /// Institution id (AO).
-    #[arg(long, default_value = "")]
+    #[arg(long, global = true, default_value = "")]
     institution: String,
     /// Location code (CP) sent at login; also the current location (AP) of a checkin.
-    #[arg(long)]
+    #[arg(long, global = true)]
     location: Option<String>,
     /// Terminal password (AC); never printed. Default: env RFIDGW_SIP2_TERMINAL_PASS.
-    #[arg(long)]
+    #[arg(long, global = true)]
     terminal_pass: Option<String>,
     /// Dialect preset: generic, koha, evergreen, folio or symphony.
-    #[arg(long, default_value = "generic")]
+    #[arg(long, global = true, default_value = "generic")]
     profile: Profile,
     /// Character set: utf8, cp850, latin1, gb18030, gbk or ascii (default: from the profile).
-    #[arg(long)]
+    #[arg(long, global = true)]
     encoding: Option<Encoding>,
     /// Send frames without AY/AZ.
-    #[arg(long)]
+    #[arg(long, global = true)]
     no_error_detection: bool,
     /// Accept responses with a wrong AZ checksum.
-    #[arg(long)]
+    #[arg(long, global = true)]
     lenient: bool,
     /// Do not send 93 Login first.
-    #[arg(long)]
+    #[arg(long, global = true)]
     no_login: bool,
     /// Per-request timeout in milliseconds (default: the ACS's 98 timeout period).
-    #[arg(long)]
+    #[arg(long, global = true)]
     timeout_ms: Option<u64>,
     /// Connect over TLS trusting this CA file (PEM).
-    #[arg(long)]
+    #[arg(long, global = true)]
     tls_ca: Option<std::path::PathBuf>,
     /// Connect over TLS trusting a certificate with this SHA-256 (hex).
-    #[arg(long)]
+    #[arg(long, global = true)]
     tls_pin: Option<String>,
     /// TLS server name (default: the host of --addr).
-    #[arg(long)]
+    #[arg(long, global = true)]
     tls_name: Option<String>,
     /// Show the frames on stderr (passwords as ***).
-    #[arg(long)]
+    #[arg(long, global = true)]
     raw: bool,
     #[command(subcommand)]
     command: Sip2Command,

@@ -11,13 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use rfidgw_tag::iso28560_2::{Iso28560_2Tag, SetInfo};
-use rfidgw_tag::iso28560_3::{BasicBlock, BlockForm, DdmTag};
+use rfidgw_tag::iso28560_3::{BasicBlock, BlockForm, DdmTag, LibraryExtension};
 use rfidgw_tag::rfid501::Rfid501Tag;
 use rfidgw_tag::uhf::{PcWord, Sgtin96, SiteEpc};
-use rfidgw_tag::{
-    ByteOrder, DecodedTag, Owner, OwnerClass, SiteConfig, TagData, TagHints, TagModel, parse_hex,
-};
-use serde_json::{Value, json};
+use rfidgw_tag::{ByteOrder, SiteConfig, TagData, TagHints, parse_hex};
 
 /// Tag subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -116,6 +113,10 @@ pub struct EncodeArgs {
     /// Write a content parameter listing the elements present (ISO 28560-2).
     #[arg(long)]
     content_parameter: bool,
+    /// Media format for the library extension block (ISO 28560-3): 0 undefined, 1 book,
+    /// 2 CD/DVD, 3 magnetic tape, 4 other, 5 careful handling, 6 very small item.
+    #[arg(long)]
+    media_format: Option<u8>,
     /// Write the truncated 32-byte basic block (ISO 28560-3).
     #[arg(long)]
     truncated: bool,
@@ -212,58 +213,8 @@ fn decode(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
         on_loan: args.on_loan,
     };
     let tag = rfidgw_tag::decode(&memory, &hints, &site);
-    println!("{}", to_json(&tag));
+    println!("{}", serde_json::to_string(&tag)?);
     Ok(ExitCode::SUCCESS)
-}
-
-/// The JSON object `tag decode` prints.
-fn to_json(tag: &DecodedTag) -> Value {
-    let item = tag.item.as_ref();
-    let owner = item.and_then(|i| i.owner.as_ref());
-    let owner_institution = match owner {
-        None => Value::Null,
-        Some(Owner::Isil { isil }) => json!(isil),
-        Some(Owner::CountryLibrary { country, library }) => {
-            json!({"country": country, "library": library})
-        }
-        Some(Owner::LibraryNumber { branch, library }) => {
-            json!({"branch": branch, "library": library})
-        }
-    };
-    let (country, library) = match owner {
-        Some(Owner::CountryLibrary { country, library }) => (json!(country), json!(library)),
-        Some(Owner::LibraryNumber { library, .. }) => (Value::Null, json!(library.to_string())),
-        _ => (Value::Null, Value::Null),
-    };
-    // The model list has no "blank": a blank tag is unknown, with blank = true.
-    let model = match tag.model {
-        TagModel::Blank => TagModel::Unknown,
-        other => other,
-    };
-    json!({
-        "model": model.as_str(),
-        "primary_item_id": item.map(|i| i.primary_item_id.clone()),
-        "owner_institution": owner_institution,
-        "country": country,
-        "library": library,
-        "parts_in_item": item.and_then(|i| i.parts_in_item),
-        "part_number": item.and_then(|i| i.part_number),
-        "type_of_usage": item.and_then(|i| i.type_of_usage).map(|u| format!("{u:02X}")),
-        "crc_valid": tag.crc_valid,
-        "crc": tag.crc.map(|crc| format!("{crc:04X}")),
-        "security": tag.security.as_str(),
-        "foreign": match tag.owner_class {
-            OwnerClass::Ours => Some(false),
-            OwnerClass::Foreign => Some(true),
-            OwnerClass::Unknown => None,
-        },
-        "byte_order": tag.byte_order.as_str(),
-        "blank": tag.model == TagModel::Blank,
-        "reason": tag.reason,
-        "warnings": tag.warnings,
-        "data": tag.data.as_ref().map(|data| serde_json::to_value(data).map_or(Value::Null, |v| v["data"].clone())),
-        "error": tag.error.as_ref().map(ToString::to_string),
-    })
 }
 
 fn encode(args: &EncodeArgs) -> anyhow::Result<ExitCode> {
@@ -290,7 +241,7 @@ fn tag_data(args: &EncodeArgs, site: &SiteConfig) -> anyhow::Result<TagData> {
         _ => bail!("--parts and --part go together"),
     };
     let data = match args.model {
-        EncodeModel::Iso28560_3 => ddm_data(args, set, site),
+        EncodeModel::Iso28560_3 => ddm_data(args, set, site)?,
         EncodeModel::Iso28560_2 => {
             let mut tag = Iso28560_2Tag {
                 primary_item_id: args.item.clone(),
@@ -356,7 +307,7 @@ fn tag_data(args: &EncodeArgs, site: &SiteConfig) -> anyhow::Result<TagData> {
 }
 
 /// ISO 28560-3 data from the arguments (set defaults to 1 of 1, usage to 11).
-fn ddm_data(args: &EncodeArgs, set: Option<SetInfo>, site: &SiteConfig) -> TagData {
+fn ddm_data(args: &EncodeArgs, set: Option<SetInfo>, site: &SiteConfig) -> anyhow::Result<TagData> {
     let (country, library) = match (&args.owner, &args.country) {
         (Some(isil), _) => {
             let (country, rest) = isil.split_at(isil.find('-').unwrap_or(isil.len()));
@@ -371,7 +322,19 @@ fn ddm_data(args: &EncodeArgs, set: Option<SetInfo>, site: &SiteConfig) -> TagDa
         parts_in_item: 1,
         part_number: 1,
     });
-    TagData::Iso28560_3(DdmTag {
+    // A primary item id over 16 bytes, or a media format, goes in the library extension block.
+    let long_pii = args.item.len() > rfidgw_tag::iso28560_3::PII_LEN;
+    let extensions = if long_pii || args.media_format.is_some() {
+        let ext = LibraryExtension {
+            media_format: args.media_format,
+            item_id: long_pii.then(|| args.item.clone()),
+            owner: None,
+        };
+        vec![ext.to_block()?]
+    } else {
+        Vec::new()
+    };
+    Ok(TagData::Iso28560_3(DdmTag {
         basic: BasicBlock {
             type_of_usage: args.usage.unwrap_or(0x11),
             parts_in_item: set.parts_in_item,
@@ -385,6 +348,6 @@ fn ddm_data(args: &EncodeArgs, set: Option<SetInfo>, site: &SiteConfig) -> TagDa
         } else {
             BlockForm::Full
         },
-        extensions: Vec::new(),
-    })
+        extensions,
+    }))
 }

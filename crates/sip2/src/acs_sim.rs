@@ -156,6 +156,9 @@ pub struct SimConfig {
     /// Character set.
     #[serde(default)]
     pub encoding: Encoding,
+    /// Variable-field delimiter (Koha/SIPServer and FOLIO allow another one per account).
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
     /// 98 timeout period in tenths of a second.
     #[serde(default = "default_timeout_period")]
     pub timeout_period: u32,
@@ -174,6 +177,10 @@ fn default_institution() -> String {
     "DEMO".into()
 }
 
+fn default_delimiter() -> char {
+    '|'
+}
+
 fn default_timeout_period() -> u32 {
     100
 }
@@ -186,6 +193,7 @@ impl Default for SimConfig {
             login_required: false,
             error_detection: SimErrorDetection::Auto,
             encoding: Encoding::Utf8,
+            delimiter: default_delimiter(),
             timeout_period: default_timeout_period(),
             bins: SimBins::default(),
             patrons: Vec::new(),
@@ -480,7 +488,7 @@ impl AcsSimulator {
             (
                 WireFormat {
                     encoding: state.config.encoding,
-                    delimiter: '|',
+                    delimiter: state.config.delimiter,
                 },
                 state.config.login_required,
                 state.config.error_detection,

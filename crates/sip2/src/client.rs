@@ -1012,6 +1012,18 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
 }
 
+/// One line for systemd `STATUS=` and logs: `online 2/2`, `connecting 0/2`,
+/// `offline 0/2 (last error: …)`.
+impl std::fmt::Display for PeerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.state, self.online, self.total)?;
+        match (&self.state, &self.last_error) {
+            (PeerState::Online, _) | (_, None) => Ok(()),
+            (_, Some(error)) => write!(f, " (last error: {error})"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct ConnStatus {
     state: PeerState,
@@ -1398,7 +1410,8 @@ impl Sip2Pool {
         self.connector.metrics.snapshot()
     }
 
-    fn pick(&self) -> &Conn {
+    /// An online connection (round robin), else one still connecting, else any.
+    fn pick(&self) -> Option<&Conn> {
         let n = self.conns.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let state = |c: &Conn| c.status.get().state;
@@ -1419,7 +1432,6 @@ impl Sip2Pool {
             })
             .and_then(|i| self.conns.get(i))
             .or_else(|| self.conns.first())
-            .expect("a pool has at least one connection")
     }
 
     async fn submit(
@@ -1429,6 +1441,7 @@ impl Sip2Pool {
     ) -> Result<Reply, Sip2Error> {
         let (reply, rx) = oneshot::channel();
         self.pick()
+            .ok_or(Sip2Error::Shutdown)?
             .tx
             .send(Job {
                 message,

@@ -585,3 +585,45 @@ async fn a_client_with_error_detection_accepts_an_acs_that_never_sends_a_trailer
     assert!(co.ok);
     token.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_crlf_terminator_is_accepted_by_the_acs_and_the_session_works() {
+    let sim = AcsSimulator::demo();
+    let mut cfg = config("sim");
+    cfg.terminator = Some(rfidgw_sip2::codec::Terminator::Crlf);
+    let (pool, token) = duplex_pool(&sim, cfg);
+    pool.wait_online().await;
+    assert_eq!(pool.status().to_string(), "online 1/1");
+    let info = pool.item_information("I0004").await.unwrap();
+    assert_eq!(info.circulation_status, 4);
+    token.cancel();
+}
+
+#[test]
+fn peer_status_reads_well_in_systemd_status() {
+    let status = rfidgw_sip2::client::PeerStatus {
+        state: PeerState::Offline,
+        online: 0,
+        total: 2,
+        last_error: Some("cannot connect to SIP2 server ils:6001".into()),
+    };
+    assert_eq!(
+        status.to_string(),
+        "offline 0/2 (last error: cannot connect to SIP2 server ils:6001)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_with_another_field_delimiter_is_understood() {
+    let sim = AcsSimulator::new(SimConfig {
+        delimiter: '^',
+        ..SimConfig::demo()
+    });
+    let mut cfg = config("sim");
+    cfg.delimiter = Some('^');
+    let (pool, token) = duplex_pool(&sim, cfg);
+    let ci = answered(pool.checkin("I0006").await.unwrap());
+    assert_eq!(ci.destination_location.as_deref(), Some("BR2"));
+    assert_eq!(ci.sort_bin.as_deref(), Some("T"));
+    token.cancel();
+}

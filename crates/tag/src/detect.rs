@@ -1,10 +1,14 @@
 //! Model detection (PROTOCOLS.md §2.7) and the public [`decode`] entry point.
 //!
-//! Order: ISO 28560-3 by its CRC (as read, then block-reversed); RFID501 by its shape;
-//! ISO 28560-2 when the site's DSFID says so; ISO 28560-2 by its structure; blank tags; an
-//! ISO 28560-3 look-alike whose CRC fails is reported as corrupt rather than guessed; then
-//! UHF: site EPC layouts and SGTIN-96. HF steps are skipped for a UHF tag and UHF steps for
-//! an HF tag when the hints say which it is.
+//! Order (§2.7): ISO 28560-3 by its CRC, as read then block-reversed; RFID501 by its shape;
+//! ISO 28560-2 when the site's DSFID says so, then by its structure; blank tags; UHF site EPC
+//! layouts and SGTIN-96. HF steps are skipped for a UHF tag and UHF steps for an HF tag when
+//! the hints say which it is.
+//!
+//! One tag in 65536 of any model passes the ISO 28560-3 CRC by chance, so a CRC that holds
+//! over fields that do not read wins only when no other model matches, and a valid ISO
+//! 28560-3 tag that also fits RFID501 or ISO 28560-2 carries a warning. An ISO 28560-3
+//! look-alike whose CRC fails is reported as corrupt, never read as another model's item.
 
 use crate::iso28560_3::{self, BlockForm, Iso28560_3Error};
 use crate::security::SecuritySignals;
@@ -107,9 +111,32 @@ fn detect_hf(
     site: &SiteConfig,
     reasons: &mut Vec<String>,
 ) -> Option<DecodedTag> {
-    // 1. ISO 28560-3 by its CRC.
+    // 1. ISO 28560-3 by its CRC. A CRC that holds over fields that do not read (one tag in
+    //    65536 of any other model passes the CRC by chance) only wins when nothing else does.
+    let mut unreadable_iso28560_3 = None;
     match detect_iso28560_3(memory, site) {
-        Ok(tag) => return Some(tag),
+        Ok(mut tag) if tag.error.is_none() => {
+            // Never guess silently: say when the bytes also fit another model.
+            if rfid501::looks_like(memory).is_ok() {
+                tag.warnings.push(
+                    "the memory also has the RFID501 shape; the valid ISO 28560-3 CRC decided"
+                        .to_owned(),
+                );
+            }
+            if iso28560_2::decode(memory).is_ok() {
+                tag.warnings.push("the memory also parses as ISO 28560-2 data sets; the valid ISO 28560-3 CRC decided".to_owned());
+            }
+            return Some(tag);
+        }
+        Ok(tag) => {
+            let why = tag
+                .error
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            reasons.push(format!("ISO 28560-3 CRC holds but: {why}"));
+            unreadable_iso28560_3 = Some(tag);
+        }
         Err(reason) => reasons.push(reason),
     }
     // 2. RFID501 by its shape.
@@ -158,6 +185,9 @@ fn detect_hf(
         Err(e) => reasons.push(format!("not ISO 28560-2: {e}")),
     }
 
+    if let Some(tag) = unreadable_iso28560_3 {
+        return Some(tag);
+    }
     // 5. Blank tags.
     if memory.iter().all(|&b| b == 0) {
         return Some(

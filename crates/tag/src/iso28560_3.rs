@@ -34,6 +34,8 @@ const CRC_INPUT_LEN: usize = 32;
 const EXT_END: u8 = 0;
 /// Extension block length byte: a single filler byte, §2.3.
 const EXT_FILLER: u8 = 1;
+/// Extension block id of the library extension block (§2.3).
+pub const LIBRARY_EXTENSION_ID: u32 = 1;
 /// Header of an extension block with a 16-bit id: len, id lo, id hi, xor.
 const EXT_HEADER: usize = 4;
 /// Header of an extension block with a 24-bit id: len, FF, FF, 3 id bytes, xor
@@ -128,11 +130,22 @@ pub enum Iso28560_3Error {
     /// A text field of the basic block is not valid.
     #[error("ISO 28560-3: {0}")]
     Text(#[from] TextError),
-    /// Byte 3 = 01: the primary item id is in the library extension block.
+    /// Byte 3 = 01 but no library extension block carries the primary item id.
     #[error(
-        "ISO 28560-3: the primary item id is in the library extension block (byte 3 = 01); that layout is not supported"
+        "ISO 28560-3: byte 3 = 01 puts the primary item id in the library extension block, but no valid library extension block carries one"
     )]
     PiiInExtension,
+    /// The primary item id is empty.
+    #[error("ISO 28560-3: the primary item id (bytes 3-18) is empty")]
+    EmptyPii,
+    /// A primary item id over 16 bytes without a library extension block carrying it.
+    #[error(
+        "ISO 28560-3: a primary item id of {0} bytes needs a library extension block (id 1) carrying it"
+    )]
+    PiiNeedsLibraryExtension(usize),
+    /// A library extension block whose fields cannot be read or written.
+    #[error("ISO 28560-3: library extension block: {0}")]
+    LibraryExtension(String),
     /// An extension block runs past the end of memory.
     #[error(
         "ISO 28560-3: extension block at offset {offset} has length {len} but only {available} bytes remain"
@@ -235,7 +248,7 @@ pub fn check_crc(memory: &[u8], form: BlockForm) -> Result<u16, Iso28560_3Error>
 /// read before them.
 pub fn decode(memory: &[u8], form: BlockForm) -> Result<(DdmTag, Vec<String>), Iso28560_3Error> {
     check_crc(memory, form)?;
-    let basic = decode_basic(memory, form)?;
+    let mut basic = decode_basic(memory, form)?;
     let mut warnings = Vec::new();
     let extensions = match form {
         BlockForm::Full => {
@@ -247,17 +260,32 @@ pub fn decode(memory: &[u8], form: BlockForm) -> Result<(DdmTag, Vec<String>), I
         }
         BlockForm::Truncated => Vec::new(),
     };
+    let tag_without_pii = DdmTag {
+        basic: basic.clone(),
+        form,
+        extensions,
+    };
+    if memory.get(PII_AT) == Some(&PII_IN_EXTENSION) {
+        basic.primary_item_id = tag_without_pii
+            .library_extension()
+            .and_then(Result::ok)
+            .and_then(|ext| ext.item_id)
+            .ok_or(Iso28560_3Error::PiiInExtension)?;
+    }
+    if basic.primary_item_id.is_empty() {
+        return Err(Iso28560_3Error::EmptyPii);
+    }
     Ok((
         DdmTag {
             basic,
-            form,
-            extensions,
+            ..tag_without_pii
         },
         warnings,
     ))
 }
 
-/// Reads the basic block's fields without checking the CRC (used for diagnostics too).
+/// Reads the basic block's fields without checking the CRC (used for diagnostics too). When
+/// byte 3 = 01 the primary item id is left empty (it is in the library extension block).
 pub fn decode_basic(memory: &[u8], form: BlockForm) -> Result<BasicBlock, Iso28560_3Error> {
     let needed = form.byte_len();
     let (Some(&type_of_usage), Some(&parts_in_item), Some(&part_number), Some(&pii_first)) = (
@@ -271,14 +299,17 @@ pub fn decode_basic(memory: &[u8], form: BlockForm) -> Result<BasicBlock, Iso285
             len: memory.len(),
         });
     };
-    if pii_first == PII_IN_EXTENSION {
-        return Err(Iso28560_3Error::PiiInExtension);
-    }
+    // Byte 3 = 01: the PII lives in the library extension block; `decode` fills it in.
+    let primary_item_id = if pii_first == PII_IN_EXTENSION {
+        String::new()
+    } else {
+        text::read_padded(memory, PII_AT, PII_LEN, "primary item id")?
+    };
     Ok(BasicBlock {
         type_of_usage,
         parts_in_item,
         part_number,
-        primary_item_id: text::read_padded(memory, PII_AT, PII_LEN, "primary item id")?,
+        primary_item_id,
         country: text::read_padded(memory, COUNTRY_AT, COUNTRY_LEN, "owner country")?,
         library: text::read_padded(memory, LIBRARY_AT, form.library_len(), "owner library")?,
     })
@@ -382,7 +413,117 @@ impl ExtensionBlock {
     }
 }
 
+/// The library extension block's fields (§2.3): NUL-terminated media format, item id and
+/// owner institution. The field layout follows one public decoder
+/// (BibliothekTHWildau/ISO28560) and is **unverified** against the standard; the media
+/// format is read as an ASCII digit or a binary value 1-9 and written as an ASCII digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct LibraryExtension {
+    /// Media format: 0 undefined, 1 book, 2 CD/DVD, 3 magnetic tape, 4 other, 5 other with
+    /// careful handling, 6 very small item needing special handling.
+    pub media_format: Option<u8>,
+    /// Primary item id longer than 16 bytes (byte 3 = 01), or an alternative item id.
+    pub item_id: Option<String>,
+    /// Owner ISIL or alternative owner institution.
+    pub owner: Option<String>,
+}
+
+/// The name of a library extension media format value (§2.3).
+pub const fn media_format_name(value: u8) -> Option<&'static str> {
+    match value {
+        0 => Some("undefined"),
+        1 => Some("book"),
+        2 => Some("cd-dvd"),
+        3 => Some("magnetic-tape"),
+        4 => Some("other"),
+        5 => Some("other-careful-handling"),
+        6 => Some("very-small-item"),
+        _ => None,
+    }
+}
+
+impl LibraryExtension {
+    /// Reads the payload of a library extension block.
+    pub fn parse(payload: &[u8]) -> Result<Self, Iso28560_3Error> {
+        let mut fields = payload.split(|&b| b == 0);
+        let media_format = match fields.next().unwrap_or_default() {
+            [] => None,
+            [digit @ b'0'..=b'9'] => Some(digit - b'0'),
+            [value @ 1..=9] => Some(*value),
+            other => {
+                return Err(Iso28560_3Error::LibraryExtension(format!(
+                    "media format {other:02X?} is not one digit"
+                )));
+            }
+        };
+        let mut text_field = |name: &'static str| -> Result<Option<String>, Iso28560_3Error> {
+            let bytes = fields.next().unwrap_or_default();
+            if bytes.is_empty() {
+                return Ok(None);
+            }
+            text::read_padded(bytes, 0, bytes.len(), name)
+                .map(Some)
+                .map_err(Iso28560_3Error::from)
+        };
+        let item_id = text_field("library extension item id")?;
+        let owner = text_field("library extension owner")?;
+        Ok(Self {
+            media_format,
+            item_id,
+            owner,
+        })
+    }
+
+    /// The extension block carrying these fields.
+    pub fn to_block(&self) -> Result<ExtensionBlock, Iso28560_3Error> {
+        let mut payload = Vec::new();
+        if let Some(format) = self.media_format {
+            if format > 9 {
+                return Err(Iso28560_3Error::LibraryExtension(format!(
+                    "media format {format} is not one digit"
+                )));
+            }
+            payload.push(b'0' + format);
+        }
+        payload.push(0);
+        for (value, name) in [
+            (&self.item_id, "library extension item id"),
+            (&self.owner, "library extension owner"),
+        ] {
+            if let Some(text) = value {
+                if text.is_empty() {
+                    return Err(Iso28560_3Error::LibraryExtension(format!(
+                        "{name} is empty"
+                    )));
+                }
+                text::check_ascii(text, usize::from(u8::MAX), name)?;
+                payload.extend_from_slice(text.as_bytes());
+            }
+            payload.push(0);
+        }
+        Ok(ExtensionBlock {
+            id: LIBRARY_EXTENSION_ID,
+            payload,
+        })
+    }
+}
+
 impl DdmTag {
+    /// The first library extension block's fields, if the tag has one.
+    pub fn library_extension(&self) -> Option<Result<LibraryExtension, Iso28560_3Error>> {
+        self.extensions
+            .iter()
+            .find(|block| block.id == LIBRARY_EXTENSION_ID)
+            .map(|block| LibraryExtension::parse(&block.payload))
+    }
+
+    /// The media format from the library extension block (sorter defaults, §4.8).
+    pub fn media_format(&self) -> Option<u8> {
+        self.library_extension()
+            .and_then(Result::ok)
+            .and_then(|ext| ext.media_format)
+    }
+
     /// The tag memory in logical order: basic block with CRC, extension blocks and an end
     /// marker when there are any, zero-padded to whole 4-byte blocks.
     pub fn encode(&self) -> Result<Vec<u8>, Iso28560_3Error> {
@@ -391,16 +532,27 @@ impl DdmTag {
         out[0] = basic.type_of_usage;
         out[1] = basic.parts_in_item;
         out[2] = basic.part_number;
-        if basic.primary_item_id.as_bytes().first() == Some(&PII_IN_EXTENSION) {
-            return Err(Iso28560_3Error::PiiInExtension);
+        let pii = &basic.primary_item_id;
+        if pii.is_empty() {
+            return Err(Iso28560_3Error::EmptyPii);
         }
-        text::write_padded(
-            &mut out,
-            PII_AT,
-            PII_LEN,
-            &basic.primary_item_id,
-            "primary item id",
-        )?;
+        if self.form == BlockForm::Truncated {
+            // The truncated form has no room for the library extension block (§2.3).
+            text::check_ascii(pii, PII_LEN, "primary item id")?;
+        }
+        if pii.len() > PII_LEN {
+            text::check_ascii(pii, usize::from(u8::MAX), "primary item id")?;
+            let carried = self
+                .library_extension()
+                .and_then(Result::ok)
+                .and_then(|ext| ext.item_id);
+            if carried.as_ref() != Some(pii) {
+                return Err(Iso28560_3Error::PiiNeedsLibraryExtension(pii.len()));
+            }
+            out[PII_AT] = PII_IN_EXTENSION;
+        } else {
+            text::write_padded(&mut out, PII_AT, PII_LEN, pii, "primary item id")?;
+        }
         text::write_padded(
             &mut out,
             COUNTRY_AT,
@@ -489,6 +641,58 @@ mod tests {
         assert!(back.extensions.is_empty());
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("offset 34"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_long_item_id_moves_to_the_library_extension_block_and_back() {
+        let pii = "1234567890ABCDEFGHIJ".to_owned();
+        let ext = LibraryExtension {
+            media_format: Some(2),
+            item_id: Some(pii.clone()),
+            owner: None,
+        };
+        let tag = DdmTag {
+            basic: BasicBlock {
+                type_of_usage: 0x11,
+                parts_in_item: 1,
+                part_number: 1,
+                primary_item_id: pii.clone(),
+                country: "DK".into(),
+                library: "715700".into(),
+            },
+            form: BlockForm::Full,
+            extensions: vec![ext.to_block().unwrap()],
+        };
+        let bytes = tag.encode().unwrap();
+        assert_eq!(bytes[3], PII_IN_EXTENSION);
+        let (back, _) = decode(&bytes, BlockForm::Full).unwrap();
+        assert_eq!(back, tag);
+        assert_eq!(back.media_format(), Some(2));
+        let without = DdmTag {
+            extensions: Vec::new(),
+            ..tag
+        };
+        assert_eq!(
+            without.encode(),
+            Err(Iso28560_3Error::PiiNeedsLibraryExtension(20))
+        );
+    }
+
+    #[test]
+    fn library_extension_fields_read_ascii_or_binary_media_formats() {
+        assert_eq!(
+            LibraryExtension::parse(b"1\0\0DK-715700\0").unwrap(),
+            LibraryExtension {
+                media_format: Some(1),
+                item_id: None,
+                owner: Some("DK-715700".into())
+            }
+        );
+        assert_eq!(
+            LibraryExtension::parse(&[6, 0]).unwrap().media_format,
+            Some(6)
+        );
+        assert!(LibraryExtension::parse(b"12\0").is_err());
     }
 
     #[test]

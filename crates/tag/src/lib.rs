@@ -27,6 +27,7 @@ pub mod rfid501;
 pub mod security;
 mod text;
 pub mod uhf;
+mod view;
 
 use serde::{Deserialize, Serialize};
 
@@ -292,7 +293,9 @@ pub enum EncodeError {
     ReversedEpc,
 }
 
-/// The result of decoding one tag.
+/// The result of decoding one tag. Serialises to the JSON object `rfidgw tag decode`
+/// prints (`model`, `primary_item_id`, `owner_institution`, `parts_in_item`, `part_number`,
+/// `type_of_usage`, `crc_valid`, `security`, `error`, `byte_order`, `foreign`, `data`, …).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedTag {
     /// The model found ([`TagModel::Unknown`] when none matched).

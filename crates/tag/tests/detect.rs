@@ -272,3 +272,37 @@ fn config_validation_names_the_key_at_fault() {
     site.security.mode = SecurityMode::EpcBit;
     assert_eq!(site.validate(), Err(ConfigError::NoSecurityBit));
 }
+
+#[test]
+fn an_rfid501_tag_that_passes_the_iso28560_3_crc_by_chance_is_still_rfid501() {
+    // custom = 61509 makes bytes 19-20 equal the ISO 28560-3 CRC of the other bytes.
+    let memory = hex("0411000131333032303033373637000000000000001002C10000F04500000000");
+    let tag = decode(&memory, &TagHints::default(), &SiteConfig::default());
+    assert_eq!(tag.model, TagModel::Rfid501, "{}", tag.reason);
+    assert_eq!(tag.item.unwrap().primary_item_id, "1302003767");
+}
+
+#[test]
+fn an_iso28560_2_tag_whose_rewrite_passes_the_iso28560_3_crc_by_chance_stays_iso28560_2() {
+    // Found by the tag_decode fuzz target: the re-encoded data sets happen to carry a valid
+    // ISO 28560-3 CRC in bytes 19-20, over fields that do not read as a basic block.
+    let memory = hex(
+        "3121FFFFFF0919000000000000001000FB30FFFFFFFFFFB8464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464600000000000000000000000000000000000000000000000000000000000100",
+    );
+    let site = SiteConfig::default();
+    let hints = TagHints {
+        afi: Some(0x40),
+        ..TagHints::default()
+    };
+    let tag = decode(&memory, &hints, &site);
+    assert_eq!(tag.model, TagModel::Iso28560_2, "{}", tag.reason);
+    let data = tag.data.clone().unwrap();
+    let written = encode_like(&tag, &data, &site).unwrap();
+    let crc_holds = |order: ByteOrder| {
+        rfidgw_tag::iso28560_3::check_crc(&order.apply(&written), BlockForm::Full).is_ok()
+    };
+    assert!(crc_holds(ByteOrder::AsRead) || crc_holds(ByteOrder::BlockReversed));
+    let again = decode(&written, &hints, &site);
+    assert_eq!(again.model, TagModel::Iso28560_2, "{}", again.reason);
+    assert_eq!(again.data, Some(data));
+}

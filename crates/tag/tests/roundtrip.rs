@@ -5,7 +5,7 @@ use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
 use rfidgw_tag::compaction::Compaction;
 use rfidgw_tag::iso28560_2::{DataSet, Iso28560_2Tag, SetInfo};
-use rfidgw_tag::iso28560_3::{BasicBlock, BlockForm, DdmTag, ExtensionBlock};
+use rfidgw_tag::iso28560_3::{BasicBlock, BlockForm, DdmTag, ExtensionBlock, LibraryExtension};
 use rfidgw_tag::rfid501::Rfid501Tag;
 use rfidgw_tag::uhf::{EpcLayout, ItemIdField, ItemIdFormat, PcWord, Sgtin96, SiteEpc};
 use rfidgw_tag::{ByteOrder, SiteConfig, TagData, TagHints, TagModel, decode, encode};
@@ -45,7 +45,7 @@ fn ddm() -> impl Strategy<Value = DdmTag> {
         any::<u8>(),
         any::<u8>(),
         any::<u8>(),
-        "[ -~]{0,16}",
+        "[ -~]{1,16}",
         "[ -~]{0,2}",
         "[ -~]{0,11}",
     );
@@ -83,6 +83,28 @@ fn ddm() -> impl Strategy<Value = DdmTag> {
             }
         },
     )
+}
+
+/// ISO 28560-3 tags whose primary item id is longer than 16 bytes: it moves to the library
+/// extension block, which then comes first.
+fn ddm_long_pii() -> impl Strategy<Value = DdmTag> {
+    (
+        ddm(),
+        "[ -~]{17,60}",
+        proptest::option::of(0u8..=9),
+        proptest::option::of("[A-Za-z0-9-]{1,16}"),
+    )
+        .prop_map(|(mut tag, pii, media_format, owner)| {
+            let ext = LibraryExtension {
+                media_format,
+                item_id: Some(pii.clone()),
+                owner,
+            };
+            tag.form = BlockForm::Full;
+            tag.basic.primary_item_id = pii;
+            tag.extensions.insert(0, ext.to_block().unwrap());
+            tag
+        })
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -196,7 +218,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn iso28560_3_tags_decode_to_what_was_encoded_in_either_byte_order(tag in ddm(), order in order()) {
+    fn iso28560_3_tags_decode_to_what_was_encoded_in_either_byte_order(
+        tag in prop_oneof![ddm(), ddm_long_pii()],
+        order in order(),
+    ) {
         let data = TagData::Iso28560_3(tag);
         let bytes = encode(&data, order, &site()).unwrap();
         let decoded = decode(&bytes, &hf(), &site());

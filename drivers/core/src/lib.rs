@@ -367,6 +367,14 @@ pub trait HfReader: Send {
     fn line_counters(&self) -> LineCounters {
         LineCounters::default()
     }
+
+    /// Reader-specific reports the read loop sends after each inventory (a FEIG gate's
+    /// light barriers as [`DeviceEvent::Inputs`]). None by default.
+    fn poll_extras(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<DeviceEvent>, DeviceError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
 }
 
 /// A captured reader frame explained for a field engineer (`rfidgw frame decode`).

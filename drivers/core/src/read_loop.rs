@@ -452,6 +452,9 @@ async fn poll_forever<R: HfReader>(
                 }
             }
         }
+        for event in reader.poll_extras().await? {
+            sink.send(event).await?;
+        }
         if Instant::now() >= next_health {
             next_health = Instant::now() + health_interval;
             sink.send(DeviceEvent::Health {

@@ -92,8 +92,11 @@ impl FeigDevice {
 impl Device for FeigDevice {
     fn run(mut self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture {
         Box::pin(async move {
+            // The simulator's script stops with this run, so a restart does not leave it behind.
+            let this_run = cancel.child_token();
+            let _stop_script = this_run.clone().drop_guard();
             let stream = if matches!(self.settings.transport, TransportConfig::Simulator {}) {
-                self.start_simulator(&cancel)
+                self.start_simulator(&this_run)
             } else {
                 transport::open(&self.settings.transport, LINE_DEFAULTS, || {
                     Err(transport::TransportError::NoSimulator)
@@ -106,7 +109,8 @@ impl Device for FeigDevice {
                 self.settings.address,
                 self.settings.timing(),
                 LineStats::new(),
-            );
+            )
+            .with_input_polling(self.settings.poll_inputs);
             let config = self.settings.read_loop();
             read_loop::run(&mut reader, &config, &sink, &cancel, self.commands.as_mut()).await
         })

@@ -11,10 +11,10 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use rfidgw_driver::{
-    DeviceError, HfReader, InputState, InventoryEntry, LineCounters, LineStats, ReaderRefusal,
-    TagOutcome, Uid,
+    DeviceError, DeviceEvent, HfReader, InputState, InventoryEntry, LineCounters, LineStats,
+    ReaderRefusal, TagOutcome, Uid,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -122,6 +122,7 @@ pub struct FeigReader<T> {
     timing: Timing,
     stats: LineStats,
     last_rx: Option<Instant>,
+    poll_inputs: bool,
 }
 
 impl<T> std::fmt::Debug for FeigReader<T> {
@@ -168,6 +169,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> FeigReader<T> {
             timing,
             stats,
             last_rx: None,
+            poll_inputs: false,
         }
     }
 
@@ -181,6 +183,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> FeigReader<T> {
         )
     }
 
+    /// Also reads the digital inputs (`[74]`, light barriers) after each inventory of the
+    /// read loop and reports changes as `DeviceEvent::Inputs`.
+    #[must_use]
+    pub fn with_input_polling(mut self, on: bool) -> Self {
+        self.poll_inputs = on;
+        self
+    }
+
     /// The line counters shared with the codec.
     pub fn stats(&self) -> &LineStats {
         &self.stats
@@ -189,12 +199,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> FeigReader<T> {
     /// Sends one request and returns the reader's reply to it.
     pub async fn transact(&mut self, request: &Request) -> Result<Reply, FeigError> {
         // Replies that arrived after an earlier timeout would be taken for this request's.
-        while let Ok(Some(stale)) = tokio::time::timeout(Duration::ZERO, self.framed.next()).await {
+        // (`now_or_never`: a zero timeout would wait for the next 1 ms timer tick.)
+        while let Some(Some(stale)) = self.framed.next().now_or_never() {
             let stale = stale?;
             tracing::debug!(?stale, "FEIG: dropping a late reply");
         }
-        if let Some(last) = self.last_rx {
-            tokio::time::sleep_until(last + self.timing.psst).await;
+        // PSST: silence after the last reply. Only sleep when there is time left: a sleep
+        // whose deadline has passed still waits for the timer's next 1 ms tick.
+        if let Some(quiet_until) = self.last_rx.map(|last| last + self.timing.psst)
+            && quiet_until > Instant::now()
+        {
+            tokio::time::sleep_until(quiet_until).await;
         }
         self.framed.send(request.to_raw(self.address)).await?;
         let deadline = Instant::now() + self.timing.reply_timeout;
@@ -479,5 +494,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> HfReader for FeigReader<T> {
 
     fn line_counters(&self) -> LineCounters {
         self.stats.snapshot()
+    }
+
+    /// With `poll_inputs` on: `[74]` after each inventory, reported when an input changed.
+    async fn poll_extras(&mut self) -> Result<Vec<DeviceEvent>, DeviceError> {
+        if !self.poll_inputs {
+            return Ok(Vec::new());
+        }
+        Ok(match self.get_input().await? {
+            Ok(inputs) if inputs.changed != 0 => vec![DeviceEvent::Inputs(inputs)],
+            Ok(_) => Vec::new(),
+            Err(refusal) => {
+                tracing::debug!(%refusal, "FEIG: get input refused");
+                Vec::new()
+            }
+        })
     }
 }

@@ -59,6 +59,10 @@ pub struct FeigSettings {
     /// Check each tag's NXP EAS bit once per presence (needs `B1` support on the reader).
     #[serde(default)]
     pub read_eas: bool,
+    /// Read the digital inputs (`[74]`, gate light barriers) after each inventory and
+    /// report changes.
+    #[serde(default)]
+    pub poll_inputs: bool,
     /// Time between health reports, in milliseconds.
     #[serde(default = "default_health_interval_ms")]
     pub health_interval_ms: u64,
@@ -167,6 +171,7 @@ impl FeigSettings {
             inventory_afi: None,
             read_afi: true,
             read_eas: false,
+            poll_inputs: false,
             health_interval_ms: default_health_interval_ms(),
             reply_timeout_ms: default_reply_timeout_ms(),
             psst_ms: default_psst_ms(),

@@ -94,6 +94,8 @@ struct State {
     /// Data sets per inventory reply before status 94 (more data); 0 = no limit.
     max_per_reply: usize,
     pending_more: Vec<InventoryItem>,
+    /// When the latest reply was handed to the stream.
+    last_reply: Option<tokio::time::Instant>,
 }
 
 /// A cloneable remote control of a running simulator.
@@ -162,6 +164,11 @@ impl SimHandle {
     /// Requests answered or swallowed so far.
     pub fn requests(&self) -> u64 {
         self.lock().requests
+    }
+
+    /// When the latest reply was handed to the stream (latency benchmarks).
+    pub fn last_reply_at(&self) -> Option<tokio::time::Instant> {
+        self.lock().last_reply
     }
 
     /// Limits the data sets per inventory reply, so the host must fetch the rest with MORE.
@@ -307,6 +314,8 @@ impl FeigSimulator {
                 }
                 None => {}
             }
+            // Stamped just before the write: the host cannot have the reply any earlier.
+            self.handle.lock().last_reply = Some(tokio::time::Instant::now());
             framed.get_mut().write_all(&bytes).await?;
             framed.get_mut().flush().await?;
         }

@@ -189,6 +189,35 @@ async fn an_unplugged_reader_ends_run_with_an_error_after_a_disconnected_health_
 }
 
 #[tokio::test(start_paused = true)]
+async fn light_barrier_changes_are_reported_as_input_events() {
+    let mut settings = settings();
+    settings.poll_inputs = true;
+    let mut device = FeigDevice::new(settings).unwrap();
+    let sim = device.simulator();
+    let (tx, mut rx) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let task =
+        tokio::spawn(Box::new(device).run(DeviceEventSink::new("gate-1", tx), cancel.clone()));
+    assert!(matches!(
+        next_tag_event(&mut rx).await,
+        DeviceEvent::TagArrived(_)
+    ));
+    sim.set_inputs(0b010);
+    let DeviceEvent::Inputs(inputs) = next_tag_event(&mut rx).await else {
+        panic!("expected an input change");
+    };
+    assert_eq!((inputs.levels, inputs.changed), (0b010, 0b010));
+    // No change, no event: the next events are health only until the barrier clears.
+    sim.set_inputs(0b000);
+    let DeviceEvent::Inputs(cleared) = next_tag_event(&mut rx).await else {
+        panic!("expected the barrier to clear");
+    };
+    assert_eq!((cleared.levels, cleared.changed), (0b000, 0b010));
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_scripted_simulator_tag_enters_and_leaves_on_time() {
     let settings: FeigSettings = toml::from_str(
         r#"

@@ -206,9 +206,9 @@ impl HidSettings {
                     at,
                     bytes: report.to_bytes().to_vec(),
                 });
-                at += key;
+                at = at.saturating_add(key);
             }
-            at += Duration::from_millis(recorded.card_interval_ms);
+            at = at.saturating_add(Duration::from_millis(recorded.card_interval_ms));
         }
         for (i, text) in recorded.reports.iter().enumerate() {
             let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
@@ -220,7 +220,7 @@ impl HidSettings {
                     message: format!("`{text}` is not an 8-byte report in hex"),
                 })?;
             reports.push(TimedReport { at, bytes });
-            at += key;
+            at = at.saturating_add(key);
         }
         let source = RecordedSource::new(reports);
         Ok(Some(if recorded.repeat {
@@ -334,9 +334,12 @@ impl Device for HidCardReader {
                     }
                     item = tokio::time::timeout(self.wedge.key_timeout, reports.recv()) => item,
                 };
-                let card = match item {
+                let cards = match item {
                     // No report for a key timeout: drop (or, without terminator, end) a number.
-                    Err(_) => assembler.idle(last_at.saturating_add(self.wedge.key_timeout)),
+                    Err(_) => assembler
+                        .idle(last_at.saturating_add(self.wedge.key_timeout))
+                        .into_iter()
+                        .collect(),
                     Ok(Some(Ok(report))) => {
                         last_at = report.at;
                         assembler.feed_bytes(&report.bytes, report.at)
@@ -349,7 +352,7 @@ impl Device for HidCardReader {
                         )));
                     }
                 };
-                if let Some(number) = card {
+                for number in cards {
                     tracing::debug!(device = sink.device(), chars = number.len(), "card read");
                     sink.send(DeviceEvent::Card(CardRead { number })).await?;
                 }

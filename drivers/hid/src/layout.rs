@@ -170,9 +170,10 @@ impl Layout {
             usage::SPACE => Key::Char(' '),
             0x2D..=0x38 | usage::NON_US_BACKSLASH => pick(punctuation(self, usage)),
             // Keypad digits type digits on every layout (Num Lock on, as readers assume).
-            usage::KEYPAD_1..=usage::KEYPAD_0 => Key::Char(char::from(
-                b"1234567890"[usize::from(usage - usage::KEYPAD_1)],
-            )),
+            usage::KEYPAD_1..=usage::KEYPAD_0 => "1234567890"
+                .chars()
+                .nth(usize::from(usage - usage::KEYPAD_1))
+                .map_or(Key::NonPrinting, Key::Char),
             0x54 => Key::Char('/'),
             0x55 => Key::Char('*'),
             0x56 => Key::Char('-'),
@@ -188,7 +189,16 @@ impl Layout {
         if c == '\n' || c == '\r' {
             return Some((false, usage::ENTER));
         }
-        let keys = (usage::A..=0x38).chain([usage::NON_US_BACKSLASH]);
+        // ISO keyboards (uk, de, fr) have the "non-US #" key (0x32) where ANSI keyboards
+        // have backslash (0x31); a reader for an ISO layout sends 0x32.
+        let (first, second) = match self {
+            Self::Us => (0x31, 0x32),
+            Self::Uk | Self::De | Self::Fr => (0x32, 0x31),
+        };
+        let keys = (usage::A..=0x30)
+            .chain([first, second])
+            .chain(0x33..=0x38)
+            .chain([usage::NON_US_BACKSLASH]);
         for usage in keys {
             for shift in [false, true] {
                 if self.key(usage, shift) == Key::Char(c) {

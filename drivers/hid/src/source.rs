@@ -144,8 +144,9 @@ impl ReportSource for RecordedSource {
         };
         let at = self.offset.saturating_add(report.at);
         if let Some(start) = self.paced {
-            let due = start + at;
+            // A recorded time too far out for the clock is due at once.
             let now = Instant::now();
+            let due = start.checked_add(at).unwrap_or(now);
             if due > now {
                 let wait = due - now;
                 if wait > timeout {

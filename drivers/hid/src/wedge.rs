@@ -141,36 +141,36 @@ impl CardAssembler {
         }
     }
 
-    /// Feeds one raw transfer taken at `at`; returns a card number when one is complete.
-    pub fn feed_bytes(&mut self, bytes: &[u8], at: Duration) -> Option<String> {
+    /// Feeds one raw transfer taken at `at`; returns the card numbers it completed (one
+    /// report can hold several keys, so even two cards).
+    pub fn feed_bytes(&mut self, bytes: &[u8], at: Duration) -> Vec<String> {
         match BootReport::parse(bytes) {
             Ok(report) => self.feed(report, at),
             Err(error) => {
                 self.counters.reports += 1;
                 self.counters.bad_reports += 1;
                 tracing::debug!(%error, "HID card reader: ignoring a report");
-                None
+                Vec::new()
             }
         }
     }
 
-    /// Feeds one report taken at `at`; returns a card number when one is complete.
-    pub fn feed(&mut self, report: BootReport, at: Duration) -> Option<String> {
+    /// Feeds one report taken at `at`; returns the card numbers it completed (one report
+    /// can hold several keys, so even two cards).
+    pub fn feed(&mut self, report: BootReport, at: Duration) -> Vec<String> {
         self.counters.reports += 1;
         if report.is_roll_over() {
             self.counters.bad_reports += 1;
-            return None;
+            return Vec::new();
         }
-        let mut done = self.idle(at);
+        let mut done: Vec<String> = self.idle(at).into_iter().collect();
         let previous = std::mem::replace(&mut self.held, report.keys);
         for usage in report.pressed() {
             if previous.contains(&usage) {
                 continue; // still held: not a new key press
             }
             self.last_key = Some(at);
-            if let Some(card) = self.press(usage, report.modifiers) {
-                done = Some(card);
-            }
+            done.extend(self.press(usage, report.modifiers));
         }
         done
     }
@@ -243,7 +243,7 @@ mod tests {
         reports
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| asm.feed(*r, ms(step * i as u64)))
+            .flat_map(|(i, r)| asm.feed(*r, ms(step * i as u64)))
             .collect()
     }
 
@@ -292,8 +292,8 @@ mod tests {
         assert_eq!(asm.pending(), "1");
         asm.feed(BootReport::key(0, 0x1F), ms(500));
         asm.feed(BootReport::released(), ms(505));
-        let card = asm.feed(BootReport::key(0, 0x28), ms(510));
-        assert_eq!(card.as_deref(), Some("2"));
+        let cards = asm.feed(BootReport::key(0, 0x28), ms(510));
+        assert_eq!(cards, ["2"]);
         assert_eq!(asm.counters().partial_dropped, 1);
     }
 
@@ -326,6 +326,17 @@ mod tests {
     }
 
     #[test]
+    fn one_report_holding_two_enters_completes_two_cards() {
+        let mut asm = CardAssembler::new(WedgeConfig::default());
+        let report = BootReport {
+            modifiers: 0,
+            keys: [0x1E, 0x28, 0x1F, 0x28, 0, 0],
+        };
+        assert_eq!(asm.feed(report, ms(0)), ["1", "2"]);
+        assert_eq!(asm.counters().cards, 2);
+    }
+
+    #[test]
     fn a_runaway_number_longer_than_the_maximum_is_dropped() {
         let config = WedgeConfig {
             max_length: 4,
@@ -350,8 +361,8 @@ mod tests {
     #[test]
     fn roll_over_and_short_reports_are_counted_as_bad() {
         let mut asm = CardAssembler::new(WedgeConfig::default());
-        assert_eq!(asm.feed_bytes(&[0, 0, 1, 1, 1, 1, 1, 1], ms(0)), None);
-        assert_eq!(asm.feed_bytes(&[0, 0, 0x1E], ms(1)), None);
+        assert!(asm.feed_bytes(&[0, 0, 1, 1, 1, 1, 1, 1], ms(0)).is_empty());
+        assert!(asm.feed_bytes(&[0, 0, 0x1E], ms(1)).is_empty());
         assert_eq!(asm.counters().bad_reports, 2);
         assert_eq!(asm.counters().reports, 2);
     }

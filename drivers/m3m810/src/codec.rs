@@ -4,8 +4,10 @@
 //! candidate with an impossible LEN or a bad CRC loses only its start byte, so a real frame
 //! hidden behind garbage is still found. While a candidate is incomplete the codec also
 //! looks for a complete, CRC-valid frame further on: a stray `D6` with a large LEN cannot
-//! make it wait for bytes that will never come. It never panics and never buffers more
-//! than one maximal frame ([`MAX_LEN_FIELD`]) per candidate.
+//! make it wait for bytes that will never come (mistaking data inside a real, still
+//! incomplete frame for such a frame needs a start byte, a fitting LEN and a matching
+//! 16-bit CRC there: about 2⁻¹⁶ per start byte in the data). It never panics and never
+//! buffers more than one maximal frame ([`MAX_LEN_FIELD`]) per candidate.
 
 use bytes::Buf;
 use rfidgw_driver::line::LineStats;
@@ -149,6 +151,23 @@ impl Decoder for M3m810Codec {
             }
         }
     }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        self.drain_at_eof(src)
+    }
+}
+
+impl M3m810Codec {
+    /// At end of stream, a half frame or garbage left over is counted as skipped: the line
+    /// closed, which the driver reports; the leftover bytes are not an error of their own.
+    fn drain_at_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        if let Some(frame) = self.decode(src)? {
+            return Ok(Some(frame));
+        }
+        let left = src.len();
+        self.skip(src, left);
+        Ok(None)
+    }
 }
 
 impl Encoder<Frame> for M3m810Codec {
@@ -220,6 +239,15 @@ mod tests {
         let frames = decode_all(&mut codec, &hex::decode(stream).unwrap());
         assert_eq!(frames.len(), 1);
         assert_eq!(codec.stats().snapshot().bytes_skipped, 3);
+    }
+
+    #[test]
+    fn a_half_frame_at_end_of_stream_is_counted_as_skipped_not_an_error() {
+        let mut codec = M3m810Codec::default();
+        let mut buf = BytesMut::from(&hex::decode("D60005FE00").unwrap()[..]);
+        assert_eq!(codec.decode_eof(&mut buf).unwrap(), None);
+        assert!(buf.is_empty());
+        assert_eq!(codec.stats().snapshot().bytes_skipped, 5);
     }
 
     #[test]

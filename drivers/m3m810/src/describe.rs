@@ -123,9 +123,12 @@ fn command_name(frame: &Frame) -> String {
 
 /// A read reply does not say its style; try the default first, then the new styles.
 fn parse_reply_any_style(frame: &Frame) -> Result<Reply, crate::frame::FrameError> {
-    let first = Reply::parse(frame, ReadStyle::Old);
-    if first.is_ok() || frame.command != Command::ReadMultiblock.code() {
-        return first;
+    let old_style = match Reply::parse(frame, ReadStyle::Old) {
+        Ok(reply) => return Ok(reply),
+        Err(error) => error,
+    };
+    if frame.command != Command::ReadMultiblock.code() {
+        return Err(old_style);
     }
     [
         ReadStyle::New { lock_byte: true },
@@ -133,7 +136,7 @@ fn parse_reply_any_style(frame: &Frame) -> Result<Reply, crate::frame::FrameErro
     ]
     .into_iter()
     .find_map(|style| Reply::parse(frame, style).ok())
-    .ok_or_else(|| first.unwrap_err())
+    .ok_or(old_style)
 }
 
 fn hex_byte(b: u8) -> String {

@@ -30,6 +30,9 @@ use crate::frame::{
     inventory_options,
 };
 
+/// The longest command timeout the driver uses, whatever it is given.
+pub const MAX_COMMAND_TIMEOUT: Duration = Duration::from_mins(1);
+
 /// How the driver times and retries commands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DriverConfig {
@@ -235,7 +238,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
             _ => ReadStyle::Old,
         };
         self.framed.send(request.to_frame()).await?;
-        let deadline = Instant::now() + self.config.command_timeout;
+        // Capped so no configured value can overflow the clock.
+        let deadline = Instant::now() + self.config.command_timeout.min(MAX_COMMAND_TIMEOUT);
         loop {
             let next = tokio::time::timeout_at(deadline, self.framed.next()).await;
             let frame = match next {
@@ -427,7 +431,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
         let mut last_refusal = ReaderRefusal::NoTransponder;
         for attempt in 1..=attempts {
             if attempt > 1 {
-                tokio::time::sleep(self.config.retry_pause).await;
+                tokio::time::sleep(self.config.retry_pause.min(MAX_COMMAND_TIMEOUT)).await;
             }
             match self.write_once(uid, &wanted).await? {
                 Ok(()) => {}

@@ -561,7 +561,7 @@ pub mod read_options {
 pub enum ReadStyle {
     /// UID, count, {block number, lock/error, data}… (no options, the default).
     Old,
-    /// UID, first block, count, {[lock], data}… (option bit 2).
+    /// UID, first block, count, {\[lock\], data}… (option bit 2).
     New {
         /// Whether each block carries a lock byte (option bit 3 clear).
         lock_byte: bool,

@@ -28,7 +28,9 @@ use std::time::Duration;
 use rfidgw_driver::hex_serde;
 use rfidgw_driver::read_loop::{self, HfCommand, ReadLoopConfig};
 use rfidgw_driver::transport::{self, BoxTransport, LineDefaults, Parity, TransportConfig};
-use rfidgw_driver::{Device, DeviceError, DeviceEventSink, DeviceFuture, Uid};
+use rfidgw_driver::{
+    Device, DeviceError, DeviceEvent, DeviceEventSink, DeviceFuture, LinkState, Uid,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -105,10 +107,19 @@ pub struct SettingsError {
 impl DriverSettings {
     /// The driver configuration, checked.
     pub fn to_config(&self) -> Result<DriverConfig, SettingsError> {
-        if self.command_timeout_ms == 0 {
+        if !(1..=60_000).contains(&self.command_timeout_ms) {
             return Err(SettingsError {
                 key: "driver.command_timeout_ms".into(),
-                message: "0 ms leaves the reader no time to answer; 1500 is the default".into(),
+                message: format!(
+                    "{} is not 1 to 60000 ms; 1500 is the default",
+                    self.command_timeout_ms
+                ),
+            });
+        }
+        if self.retry_pause_ms > 10_000 {
+            return Err(SettingsError {
+                key: "driver.retry_pause_ms".into(),
+                message: format!("{} is more than 10000 ms", self.retry_pause_ms),
             });
         }
         if !(1..=100).contains(&self.write_attempts) {
@@ -215,7 +226,17 @@ pub struct M3m810Device {
     settings: M3m810Settings,
     config: DriverConfig,
     script: Vec<ScriptedTag>,
-    commands: Option<SharedCommands>,
+    commands: Commands,
+    pad: SimPad,
+}
+
+/// Where a run takes tag commands from.
+enum Commands {
+    None,
+    /// A receiver this device alone owns ([`M3m810Device::handle`]).
+    Owned(mpsc::Receiver<HfCommand>),
+    /// A receiver shared by every rebuild of the device ([`M3m810Device::with_commands`]).
+    Shared(SharedCommands),
 }
 
 impl std::fmt::Debug for M3m810Device {
@@ -235,19 +256,35 @@ impl M3m810Device {
             settings,
             config,
             script,
-            commands: None,
+            commands: Commands::None,
+            pad: SimPad::new(),
         })
     }
 
-    /// Serves tag commands from `commands` between polls.
+    /// Serves tag commands from `commands` between polls. The receiver outlives the device,
+    /// so one [`read_loop::HfHandle`] keeps working across the supervisor's rebuilds.
     #[must_use]
     pub fn with_commands(mut self, commands: SharedCommands) -> Self {
-        self.commands = Some(commands);
+        self.commands = Commands::Shared(commands);
         self
     }
 
+    /// A handle for tag commands (AFI, EAS, blocks) served between polls while this
+    /// device's `run` runs (the same shape as `rfidgw_feig::FeigDevice::handle`).
+    pub fn handle(&mut self) -> read_loop::HfHandle {
+        let (handle, rx) = read_loop::HfHandle::channel(16);
+        self.commands = Commands::Owned(rx);
+        handle
+    }
+
+    /// With `transport.kind = "simulator"`: the virtual pad `run` serves, to put tags on it,
+    /// take them off and ask for faults (tests, demo).
+    pub fn simulator(&self) -> SimPad {
+        self.pad.clone()
+    }
+
     fn start_simulator(&self) -> BoxTransport {
-        let pad = SimPad::new();
+        let pad = self.pad.clone();
         let (host, pad_end) = tokio::io::duplex(8 * 1024);
         let script = self.script.clone();
         let round = Duration::from_millis(self.settings.simulator.round_ms);
@@ -279,21 +316,44 @@ impl Device for M3m810Device {
             .await
             .map_err(DeviceError::from)?;
             let mut reader = M3m810Reader::new(io, self.config.clone());
-            match &self.commands {
-                Some(shared) => {
+            // Ask the version first: a wrong port or a dead reader fails here with "did not
+            // answer command 11", which says more to a field engineer than a failed poll.
+            let version = match reader.version().await {
+                Ok(version) => version,
+                Err(error) => {
+                    // Best effort: the bus may be closing too.
+                    let _ = sink
+                        .send(DeviceEvent::Health {
+                            link: LinkState::Disconnected,
+                            counters: reader.stats().snapshot(),
+                        })
+                        .await;
+                    return Err(error.into());
+                }
+            };
+            match version {
+                Ok(version) if version[0] == 0x0A => {
+                    tracing::info!(device = sink.device(), version = %hex::encode_upper(version), "3M reader answers");
+                }
+                Ok(version) => tracing::warn!(
+                    device = sink.device(),
+                    version = %hex::encode_upper(version),
+                    "the reader's version does not start with 0A (3M); polling it anyway"
+                ),
+                Err(refusal) => {
+                    tracing::warn!(device = sink.device(), %refusal, "the reader refused the version command");
+                }
+            }
+            let poll = &self.settings.poll;
+            match self.commands {
+                Commands::Shared(shared) => {
                     let mut commands = shared.lock().await;
-                    read_loop::run(
-                        &mut reader,
-                        &self.settings.poll,
-                        &sink,
-                        &cancel,
-                        Some(&mut *commands),
-                    )
-                    .await
+                    read_loop::run(&mut reader, poll, &sink, &cancel, Some(&mut *commands)).await
                 }
-                None => {
-                    read_loop::run(&mut reader, &self.settings.poll, &sink, &cancel, None).await
+                Commands::Owned(mut commands) => {
+                    read_loop::run(&mut reader, poll, &sink, &cancel, Some(&mut commands)).await
                 }
+                Commands::None => read_loop::run(&mut reader, poll, &sink, &cancel, None).await,
             }
         })
     }

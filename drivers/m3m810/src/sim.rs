@@ -81,6 +81,7 @@ struct PadState {
     faults: Faults,
     requests: u64,
     writes_refused: u64,
+    last_reply_at: Option<std::time::Instant>,
 }
 
 /// A virtual 3M pad. Clones share the same field and faults.
@@ -184,9 +185,16 @@ impl SimPad {
         self.lock().writes_refused
     }
 
+    /// When the last byte of the latest reply was handed to the stream (for latency
+    /// benchmarks: reply sent → event on the bus).
+    pub fn last_reply_at(&self) -> Option<std::time::Instant> {
+        self.lock().last_reply_at
+    }
+
     /// Closes every stream the pad serves now, as if its USB cable was pulled.
     pub fn unplug(&self) {
-        self.unplug.send_modify(|generation| *generation += 1);
+        self.unplug
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     /// The reply to one request, changing the virtual tags as the reader would.
@@ -251,6 +259,7 @@ impl SimPad {
                     .map_err(CodecError::Io)?;
             }
             framed.send(reply.to_frame()).await?;
+            self.lock().last_reply_at = Some(std::time::Instant::now());
         }
     }
 
@@ -303,7 +312,11 @@ impl SimPad {
         loop {
             let start = tokio::time::Instant::now();
             for (at, enter, tag) in &steps {
-                tokio::time::sleep_until(start + *at).await;
+                // A script time too far out for the clock never comes.
+                let Some(due) = start.checked_add(*at) else {
+                    return;
+                };
+                tokio::time::sleep_until(due).await;
                 if *enter {
                     self.place(tag.tag.clone());
                 } else {
@@ -313,7 +326,10 @@ impl SimPad {
             if !repeat {
                 return;
             }
-            tokio::time::sleep_until(start + round.max(Duration::from_millis(1))).await;
+            let Some(next_round) = start.checked_add(round.max(Duration::from_millis(1))) else {
+                return;
+            };
+            tokio::time::sleep_until(next_round).await;
         }
     }
 }
