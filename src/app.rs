@@ -132,19 +132,17 @@ impl Daemon {
 
         let devices = TaskTracker::new();
         let devices_cancel = CancellationToken::new();
-        let ctx = DeviceTaskContext {
-            reports: reports.clone(),
-            events: events.clone(),
-            registry: registry.clone(),
-            backoff_max: Duration::from_millis(config.daemon.restart_backoff_max_ms),
-        };
-        for device in &config.devices {
-            devices.spawn(supervisor::run_device(
-                device.clone(),
-                ctx.clone(),
-                devices_cancel.clone(),
-            ));
-        }
+        spawn_devices(
+            &config,
+            &devices,
+            &devices_cancel,
+            &DeviceTaskContext {
+                reports: reports.clone(),
+                events: events.clone(),
+                registry: registry.clone(),
+                backoff_max: Duration::from_millis(config.daemon.restart_backoff_max_ms),
+            },
+        );
 
         if config.store.journal_keep_days > 0 {
             background.spawn(prune_journal(
@@ -254,6 +252,22 @@ impl Daemon {
         self.background_cancel.cancel();
         self.background.close();
         self.background.wait().await;
+    }
+}
+
+/// One supervised task per configured device.
+fn spawn_devices(
+    config: &Config,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+    ctx: &DeviceTaskContext,
+) {
+    for device in &config.devices {
+        tasks.spawn(supervisor::run_device(
+            device.clone(),
+            ctx.clone(),
+            cancel.clone(),
+        ));
     }
 }
 

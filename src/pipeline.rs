@@ -98,7 +98,7 @@ pub async fn run_devices(
             }
             DeviceEvent::TagDeparted { .. } => {
                 registry.touch(&device, |s| {
-                    s.tags_present = s.tags_present.saturating_sub(1)
+                    s.tags_present = s.tags_present.saturating_sub(1);
                 });
             }
             DeviceEvent::Card(_) | DeviceEvent::Inputs(_) => registry.touch(&device, |_| {}),

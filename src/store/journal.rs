@@ -176,7 +176,7 @@ mod tests {
     #[tokio::test]
     async fn pruning_deletes_only_rows_older_than_the_cutoff() {
         let (_dir, store) = store().await;
-        let day = std::time::Duration::from_secs(86_400);
+        let day = std::time::Duration::from_hours(24);
         let now = SystemTime::now();
         let mut old = JournalEntry::new("old", json!({}));
         old.at = now - 10 * day;

@@ -150,6 +150,16 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_gives_a_byte_or_an_error_never_a_panic(text in ".{0,8}", n in proptest::prelude::any::<i64>()) {
+            let quoted = toml::Value::String(text.clone()).to_string();
+            let _ = toml::from_str::<Sample>(&format!("address = {quoted}"));
+            let parsed = toml::from_str::<Sample>(&format!("address = {n}"));
+            proptest::prop_assert_eq!(parsed.is_ok(), (0..=255).contains(&n));
+        }
+    }
+
     #[test]
     fn memory_hex_may_contain_spaces() {
         let sample: Sample = toml::from_str("address = 1\nmemory = \"11 01 0a\"").unwrap();

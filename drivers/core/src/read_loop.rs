@@ -524,6 +524,33 @@ mod tests {
         assert_eq!(uids(&presence.observe(&[entry("A1")]).arrived), ["A1"]);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn presence_never_departs_a_tag_it_did_not_report_arriving(
+            rounds in proptest::collection::vec(proptest::collection::vec(0u8..6, 0..6), 0..40),
+            depart_after in 0u32..4,
+        ) {
+            let mut presence = Presence::new(depart_after);
+            let mut present = std::collections::BTreeSet::new();
+            for round in rounds {
+                let seen: Vec<InventoryEntry> =
+                    round.iter().map(|n| entry(&format!("E0{n:02X}"))).collect();
+                let change = presence.observe(&seen);
+                for arrived in &change.arrived {
+                    proptest::prop_assert!(present.insert(arrived.uid.clone()), "arrived twice");
+                }
+                for departed in &change.departed {
+                    proptest::prop_assert!(present.remove(departed), "departed unseen");
+                    proptest::prop_assert!(!seen.iter().any(|e| &e.uid == departed));
+                }
+                for entry in &seen {
+                    proptest::prop_assert!(present.contains(&entry.uid), "a seen tag is present");
+                }
+                proptest::prop_assert_eq!(presence.len(), present.len());
+            }
+        }
+    }
+
     #[test]
     fn read_loop_config_parses_with_defaults_and_refuses_unknown_keys() {
         let cfg: ReadLoopConfig =
