@@ -31,9 +31,13 @@ fn journal_append(c: &mut Criterion) {
     for batch in [1usize, 16, 256] {
         let batch_entries = entries(batch);
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(batch), &batch_entries, |b, e| {
-            b.iter(|| runtime.block_on(store.append(e)).unwrap());
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(batch),
+            &batch_entries,
+            |b, e| {
+                b.iter(|| runtime.block_on(store.append(e)).unwrap());
+            },
+        );
     }
     group.finish();
     runtime.block_on(store.close());

@@ -32,7 +32,7 @@ async fn the_demo_config_runs_and_every_station_sees_tags() {
     let mut events = daemon.subscribe();
 
     let mut seen = BTreeSet::new();
-    let guard = tokio::time::timeout(Duration::from_secs(60), async {
+    let guard = tokio::time::timeout(Duration::from_mins(1), async {
         while seen != stations {
             let event = events.recv().await.unwrap();
             if let Event::Device {
@@ -50,7 +50,7 @@ async fn the_demo_config_runs_and_every_station_sees_tags() {
     // The SIP2 pool logs in to the built-in ACS simulator and says so in the journal.
     let pool = daemon.ils().pool().expect("the demo has an ILS");
     tokio::time::timeout(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         pool.wait_for(rfidgw_sip2::PeerState::Online),
     )
     .await

@@ -160,7 +160,7 @@ async fn afi_and_eas_writes_over_the_serial_transport_reach_the_tag_and_read_bac
 #[tokio::test]
 async fn unplugging_the_pty_ends_run_and_a_rebuilt_device_reconnects_without_a_restart() {
     let (_dir, link, sim) = setup();
-    let line = plug(&link, &sim);
+    let reader = plug(&link, &sim);
     let config = config(&link);
     let (tx, mut rx) = mpsc::channel(256);
     let cancel = CancellationToken::new();
@@ -168,7 +168,7 @@ async fn unplugging_the_pty_ends_run_and_a_rebuilt_device_reconnects_without_a_r
     next_matching(&mut rx, arrival).await;
 
     sim.unplug();
-    line.await.unwrap().unwrap();
+    reader.await.unwrap().unwrap();
     let ended = tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
     assert!(
         matches!(

@@ -184,7 +184,13 @@ mod tests {
         recent.at = now - day;
         store.append(&[old, recent]).await.unwrap();
         assert_eq!(store.prune_journal(now - 5 * day).await.unwrap(), 1);
-        let kinds: Vec<_> = store.recent(10, None).await.unwrap().into_iter().map(|r| r.kind).collect();
+        let kinds: Vec<_> = store
+            .recent(10, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.kind)
+            .collect();
         assert_eq!(kinds, ["recent"]);
         store.close().await;
     }

@@ -85,7 +85,7 @@ pub mod inventory_mode {
     pub const NOTIFY: u8 = 0x40;
     /// PRESC: presence check.
     pub const PRESENCE: u8 = 0x20;
-    /// AFI: an AFI byte follows MODE. **[unverified]**: from FEIG reader manuals, not from a
+    /// AFI: an AFI byte follows MODE. **\[unverified\]**: from FEIG reader manuals, not from a
     /// captured frame; PROTOCOLS.md lists only MORE/NTFC/PRESC.
     pub const AFI: u8 = 0x10;
 }
@@ -1136,7 +1136,7 @@ impl BlocksReply {
 /// `B0 2B` reply data: `DSFID UID(8) AFI MEM-SIZE(2) IC-REF`.
 ///
 /// The layout follows a public ISO-Host driver for the CPR-M02 (Biblio-RFID `CPRM02.pm`);
-/// MEM-SIZE's split into block size and count is **[unverified]**, so it is kept whole.
+/// MEM-SIZE's split into block size and count is **\[unverified\]**, so it is kept whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SystemInfoReply {
     /// DSFID.
