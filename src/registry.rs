@@ -46,6 +46,9 @@ pub struct DeviceStatus {
     pub last_error: Option<String>,
     /// When the device last reported anything, in ms since the Unix epoch.
     pub last_event_ms: Option<u64>,
+    /// When the reader last sent a good frame, in ms since the Unix epoch (kept across
+    /// restarts of the device task, so a dead reader shows when it was last heard).
+    pub last_frame_ms: Option<u64>,
     /// Line counters the driver reported last.
     pub counters: LineCounters,
     /// Tags in the field now.
@@ -59,8 +62,11 @@ pub struct Registry {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    epoch_ms(SystemTime::now())
+}
+
+fn epoch_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
@@ -79,6 +85,7 @@ impl Registry {
                     restarts: 0,
                     last_error: None,
                     last_event_ms: None,
+                    last_frame_ms: None,
                     counters: LineCounters::default(),
                     tags_present: 0,
                 };
@@ -123,6 +130,10 @@ impl Registry {
     /// Sets the state from a driver's link report.
     pub fn set_link(&self, device: &str, link: LinkState, counters: LineCounters) {
         self.touch(device, |s| {
+            // A restarted driver counts afresh and has no frame yet: keep the last one seen.
+            if let Some(at) = counters.last_frame {
+                s.last_frame_ms = Some(epoch_ms(at));
+            }
             s.counters = counters;
             s.state = match link {
                 LinkState::Connecting => DeviceState::Starting,
@@ -217,5 +228,28 @@ mod tests {
         assert_eq!(r.status_line(), "devices 1/2 connected (pad: restarting)");
         r.set_link("pad", LinkState::Connected, LineCounters::default());
         assert_eq!(r.status_line(), "devices 2/2 connected");
+    }
+
+    #[test]
+    fn the_last_frame_time_shows_in_ms_and_survives_a_restarted_driver() {
+        let r = registry();
+        let last = |r: &Registry| r.snapshot()[0].last_frame_ms;
+        assert_eq!(last(&r), None, "no frame before the driver reports one");
+        r.set_link("gate", LinkState::Connecting, LineCounters::default());
+        assert_eq!(last(&r), None);
+        let heard = UNIX_EPOCH + std::time::Duration::from_millis(1_764_410_000_123);
+        let counters = LineCounters {
+            frames_ok: 4,
+            last_frame: Some(heard),
+            ..LineCounters::default()
+        };
+        r.set_link("gate", LinkState::Connected, counters);
+        assert_eq!(last(&r), Some(1_764_410_000_123));
+        // The restarted driver's fresh counters have no frame yet.
+        r.set_link("gate", LinkState::Disconnected, LineCounters::default());
+        assert_eq!(last(&r), Some(1_764_410_000_123));
+        assert_eq!(r.snapshot()[0].counters.frames_ok, 0);
+        let json = serde_json::to_value(&r.snapshot()[0]).unwrap();
+        assert_eq!(json["last_frame_ms"], 1_764_410_000_123_u64);
     }
 }

@@ -33,16 +33,17 @@ fn config(link: &Path) -> DeviceConfig {
         r#"
         id = "gate-1"
         driver = "feig"
-        [settings]
+        [settings.transport]
+        kind = "serial"
+        path = "{}"
+        [settings.poll]
         poll_interval_ms = 30
         depart_after_polls = 2
         memory_blocks = 2
         read_eas = true
         health_interval_ms = 100
+        [settings.driver]
         reply_timeout_ms = 500
-        [settings.transport]
-        kind = "serial"
-        path = "{}"
         "#,
         link.display()
     ))
@@ -134,7 +135,12 @@ async fn afi_and_eas_writes_over_the_serial_transport_reach_the_tag_and_read_bac
     )
     .await
     .unwrap();
-    let mut reader = FeigReader::new(port, settings.address, settings.timing(), LineStats::new());
+    let mut reader = FeigReader::new(
+        port,
+        settings.driver.address,
+        settings.timing(),
+        LineStats::new(),
+    );
     reader.write_afi(&uid, 0xC2).await.unwrap().unwrap();
     reader.write_eas(&uid, true).await.unwrap().unwrap();
     assert_eq!(sim.tag(&uid).unwrap().afi, 0xC2);

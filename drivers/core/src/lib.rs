@@ -20,7 +20,7 @@ pub use line::LineStats;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -172,6 +172,10 @@ pub struct LineCounters {
     pub bad_frames: u64,
     /// Requests the reader did not answer in time.
     pub timeouts: u64,
+    /// Wall-clock time of the last good frame from the reader; `None` before the first.
+    /// A reader that is "connected" but has not sent a frame for long is suspect.
+    #[serde(default)]
+    pub last_frame: Option<SystemTime>,
 }
 
 /// Everything a device reports to the daemon.
@@ -366,6 +370,28 @@ pub trait HfReader: Send {
     /// [`DeviceEvent::Health`]. Drivers that count share a [`LineStats`] with their codec.
     fn line_counters(&self) -> LineCounters {
         LineCounters::default()
+    }
+
+    /// The longest wait this reader can hold a notification inventory
+    /// ([`HfReader::notify_inventory`]); `None` (the default) means it has no notification
+    /// mode, and the read loop refuses `mode = "notify"` with a configuration error rather
+    /// than running plain inventories back to back without a pause.
+    fn max_notify_wait(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Inventory in notification mode: the reader holds the request and answers as soon as
+    /// a tag is in the field, or with "no transponder" once `wait` has passed with none
+    /// (FEIG `B0 01` MODE NTFC, PROTOCOLS.md §4.2). Only called when
+    /// [`HfReader::max_notify_wait`] is `Some` and `wait` is within it; the default is a
+    /// plain [`HfReader::inventory`].
+    fn notify_inventory(
+        &mut self,
+        afi: Option<u8>,
+        wait: Duration,
+    ) -> impl Future<Output = Result<TagOutcome<Vec<InventoryEntry>>, DeviceError>> + Send {
+        let _ = wait;
+        self.inventory(afi)
     }
 
     /// Reader-specific reports the read loop sends after each inventory (a FEIG gate's

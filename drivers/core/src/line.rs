@@ -1,10 +1,13 @@
 //! Shared line counters: codecs bump them as they skip garbage or reject frames, the
 //! driver adds timeouts, and the read loop reports a snapshot in [`DeviceEvent::Health`].
+//! Every good frame also stamps the wall-clock time, so the health report says when the
+//! reader was last heard (issue 5: "last frame").
 //!
 //! [`DeviceEvent::Health`]: crate::DeviceEvent::Health
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::LineCounters;
 
@@ -23,6 +26,16 @@ struct Counters {
     bytes_skipped: AtomicU64,
     bad_frames: AtomicU64,
     timeouts: AtomicU64,
+    /// Wall-clock time of the last good frame, in ms since the Unix epoch; 0 = none yet.
+    /// (An atomic rather than a lock: the codec stamps it on every frame.)
+    last_frame_ms: AtomicU64,
+}
+
+/// Now in ms since the Unix epoch, at least 1 so that 0 keeps meaning "never".
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    })
 }
 
 impl LineStats {
@@ -31,9 +44,10 @@ impl LineStats {
         Self::default()
     }
 
-    /// One frame decoded and its check value matched.
+    /// One frame decoded and its check value matched; stamps the time of the last frame.
     pub fn frame_ok(&self) {
         self.inner.frames_ok.fetch_add(1, Ordering::Relaxed);
+        self.inner.last_frame_ms.store(now_ms(), Ordering::Relaxed);
     }
 
     /// `count` bytes were dropped while resynchronising.
@@ -60,6 +74,10 @@ impl LineStats {
             bytes_skipped: self.inner.bytes_skipped.load(Ordering::Relaxed),
             bad_frames: self.inner.bad_frames.load(Ordering::Relaxed),
             timeouts: self.inner.timeouts.load(Ordering::Relaxed),
+            last_frame: match self.inner.last_frame_ms.load(Ordering::Relaxed) {
+                0 => None,
+                ms => UNIX_EPOCH.checked_add(Duration::from_millis(ms)),
+            },
         }
     }
 }
@@ -76,14 +94,38 @@ mod tests {
         codec_side.bad_frame();
         codec_side.frame_ok();
         stats.timeout();
+        let snapshot = stats.snapshot();
+        assert!(
+            snapshot.last_frame.is_some(),
+            "a good frame stamps the time"
+        );
         assert_eq!(
-            stats.snapshot(),
+            snapshot,
             LineCounters {
                 frames_ok: 1,
                 bytes_skipped: 3,
                 bad_frames: 1,
-                timeouts: 1
+                timeouts: 1,
+                last_frame: snapshot.last_frame,
             }
+        );
+    }
+
+    #[test]
+    fn last_frame_is_unset_until_a_good_frame_and_bad_frames_do_not_set_it() {
+        let stats = LineStats::new();
+        assert_eq!(stats.snapshot().last_frame, None);
+        stats.bad_frame();
+        stats.skipped(7);
+        stats.timeout();
+        assert_eq!(stats.snapshot().last_frame, None);
+        let before = SystemTime::now();
+        stats.frame_ok();
+        let stamped = stats.snapshot().last_frame.expect("stamped");
+        // Stored with ms resolution: the stamp may be up to 1 ms before `before`.
+        assert!(
+            stamped + Duration::from_millis(1) >= before,
+            "{stamped:?} {before:?}"
         );
     }
 }

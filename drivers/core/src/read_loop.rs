@@ -1,6 +1,19 @@
-//! The shared polling loop over any [`HfReader`]: inventory every `poll_interval`, track
-//! presence, read each tag's details once per presence, report health, and carry out tag
-//! commands (AFI/EAS/block writes) between polls.
+//! The shared read loop over any [`HfReader`]: inventory in polling or notification mode,
+//! track presence, read each tag's details once per presence, report health, and carry out
+//! tag commands (AFI/EAS/block writes) between inventories.
+//!
+//! * **Polling** (`mode = "poll"`, the default): an inventory every `poll_interval_ms`.
+//! * **Notification** (`mode = "notify"`): the loop issues notification inventories back to
+//!   back ([`HfReader::notify_inventory`], FEIG `B0 01` MODE NTFC). The reader holds each
+//!   request and answers as soon as a tag is in the field, or with "no transponder" after
+//!   `notify_wait_ms`, so the reader paces the loop: a tag is reported the moment it
+//!   arrives, without polling an empty field. While tags are present the reader answers at
+//!   once, so a tag missing from `depart_after_polls` answers in a row has departed; a "no
+//!   transponder" after the full wait means the field was empty all that time, so every
+//!   present tag departs at once. Commands wait for the held inventory to end (at most
+//!   `notify_wait_ms`; at once while tags are present), because a half-duplex line cannot
+//!   interleave them and an abandoned request's late answer would be mistaken for the
+//!   command's.
 //!
 //! The presence bookkeeping is the plain [`Presence`] struct (no I/O, tested table-driven);
 //! [`run`] is the thin async shell around it. Time goes through `tokio::time`, so the loop
@@ -20,12 +33,37 @@ use crate::{
     TagOutcome, TagRead, Uid,
 };
 
-/// How the loop polls and what it reads per tag. Drivers fill it from their settings.
+/// How the loop finds tags: by polling or by notification inventories.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadMode {
+    /// An inventory every `poll_interval_ms`.
+    #[default]
+    Poll,
+    /// Notification inventories back to back, each held by the reader until a tag is in
+    /// the field or `notify_wait_ms` passed (needs [`HfReader::max_notify_wait`]).
+    Notify,
+}
+
+/// Shortest notification wait accepted, in milliseconds: below it the loop is polling in
+/// all but name (and FEIG's NTFC_TIME has 100 ms steps, see the FEIG driver).
+pub const MIN_NOTIFY_WAIT_MS: u64 = 100;
+
+/// How the loop finds tags and what it reads per tag. Drivers fill it from their settings
+/// and check it with [`ReadLoopConfig::validate`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReadLoopConfig {
-    /// Time between inventories, in milliseconds.
+    /// Polling (`"poll"`, the default) or notification inventories (`"notify"`).
+    pub mode: ReadMode,
+    /// Time between inventories, in milliseconds. In notify mode, the least time between
+    /// two inventories that found no tag sooner than `notify_wait_ms` (a reader ignoring
+    /// the notification request is not hammered).
     pub poll_interval_ms: u64,
+    /// Notify mode: how long the reader holds an inventory with no tag in the field before
+    /// it answers "no transponder", in milliseconds. Also how long a departure from an
+    /// emptied field takes to be seen, and the longest a command waits.
+    pub notify_wait_ms: u64,
     /// A tag departs after it was missing from this many inventories in a row (at least 1).
     pub depart_after_polls: u32,
     /// 4-byte blocks of user memory to read per presence, from block 0 (0 = none).
@@ -44,7 +82,9 @@ pub struct ReadLoopConfig {
 impl Default for ReadLoopConfig {
     fn default() -> Self {
         Self {
+            mode: ReadMode::Poll,
             poll_interval_ms: 200,
+            notify_wait_ms: 2_000,
             depart_after_polls: 3,
             memory_blocks: 8,
             inventory_afi: None,
@@ -52,6 +92,51 @@ impl Default for ReadLoopConfig {
             read_eas: false,
             health_interval_ms: 10_000,
         }
+    }
+}
+
+/// A read-loop setting that cannot work, naming its key (relative to the read-loop table).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ReadLoopConfigError {
+    /// The key, e.g. `notify_wait_ms`.
+    pub key: &'static str,
+    /// What is wrong and what would work.
+    pub message: String,
+}
+
+impl ReadLoopConfig {
+    /// Checks the settings against what the reader can do: `max_notify_wait` is the
+    /// driver's [`HfReader::max_notify_wait`] (`None`: no notification mode).
+    pub fn validate(&self, max_notify_wait: Option<Duration>) -> Result<(), ReadLoopConfigError> {
+        if self.mode != ReadMode::Notify {
+            return Ok(());
+        }
+        let Some(max) = max_notify_wait else {
+            return Err(ReadLoopConfigError {
+                key: "mode",
+                message: "\"notify\" needs a reader with a notification inventory (FEIG \
+                          ISO-Host); this driver has none, use \"poll\""
+                    .into(),
+            });
+        };
+        let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+        if !(MIN_NOTIFY_WAIT_MS..=max_ms).contains(&self.notify_wait_ms) {
+            return Err(ReadLoopConfigError {
+                key: "notify_wait_ms",
+                message: format!(
+                    "{} is not {MIN_NOTIFY_WAIT_MS} to {max_ms} ms (this reader's longest \
+                     notification wait); 2000 is the default",
+                    self.notify_wait_ms
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The notification wait as a duration.
+    pub fn notify_wait(&self) -> Duration {
+        Duration::from_millis(self.notify_wait_ms)
     }
 }
 
@@ -115,6 +200,33 @@ impl Presence {
         }
         change.departed.sort();
         change
+    }
+
+    /// The field is known to be empty: every present tag departs at once (UID order).
+    pub fn clear(&mut self) -> PresenceChange {
+        let mut departed: Vec<Uid> = self.missed.drain().map(|(uid, _)| uid).collect();
+        departed.sort();
+        PresenceChange {
+            arrived: Vec::new(),
+            departed,
+        }
+    }
+
+    /// Feeds one inventory answer. "No transponder" is an empty inventory, or, when
+    /// `empty_is_settled` (notify mode, after the reader held the request for the whole
+    /// wait), proof that the field is empty: everything departs. Any other refusal (RF
+    /// error, collision) says nothing about presence: `None`.
+    pub fn observe_answer(
+        &mut self,
+        answer: &TagOutcome<Vec<InventoryEntry>>,
+        empty_is_settled: bool,
+    ) -> Option<PresenceChange> {
+        match answer {
+            Ok(seen) => Some(self.observe(seen)),
+            Err(ReaderRefusal::NoTransponder) if empty_is_settled => Some(self.clear()),
+            Err(ReaderRefusal::NoTransponder) => Some(self.observe(&[])),
+            Err(ReaderRefusal::Status { .. }) => None,
+        }
     }
 
     /// Forgets a tag without a departure (its arrival read failed; try again next poll).
@@ -346,10 +458,13 @@ async fn arrival_read<R: HfReader>(
     Ok(Some(read))
 }
 
-/// Runs the polling loop until `cancel` fires (`Ok`) or the line breaks (`Err`).
+/// Runs the read loop until `cancel` fires (`Ok`) or the line breaks (`Err`).
 ///
-/// Commands from `commands` run between polls, one at a time, so they never interleave
-/// with an inventory on a half-duplex line.
+/// Commands from `commands` run between inventories, one at a time, so they never
+/// interleave with an inventory on a half-duplex line. A `config` that does not fit the
+/// reader (notify mode on a reader without it) ends the loop at once with
+/// [`DeviceError::Config`]; drivers should have checked it with
+/// [`ReadLoopConfig::validate`] when the config was loaded.
 pub async fn run<R: HfReader>(
     reader: &mut R,
     config: &ReadLoopConfig,
@@ -357,6 +472,9 @@ pub async fn run<R: HfReader>(
     cancel: &CancellationToken,
     commands: Option<&mut mpsc::Receiver<HfCommand>>,
 ) -> Result<(), DeviceError> {
+    config
+        .validate(reader.max_notify_wait())
+        .map_err(|e| DeviceError::Config(format!("poll.{e}")))?;
     let result = tokio::select! {
         () = cancel.cancelled() => Ok(()),
         result = poll_forever(reader, config, sink, commands) => result,
@@ -375,6 +493,64 @@ pub async fn run<R: HfReader>(
     result
 }
 
+/// Runs one command and sends its answer; a broken line ends the loop.
+async fn serve<R: HfReader>(reader: &mut R, command: HfCommand) -> Result<(), DeviceError> {
+    match execute(reader, command.request).await {
+        Ok(outcome) => {
+            let _ = command.reply.send(Ok(outcome));
+            Ok(())
+        }
+        Err(error) => {
+            let _ = command
+                .reply
+                .send(Err(HfCommandError::Line(error.to_string())));
+            Err(error)
+        }
+    }
+}
+
+/// Serves commands until `until`; with no commands channel, just waits.
+async fn serve_until<R: HfReader>(
+    reader: &mut R,
+    commands: &mut Option<&mut mpsc::Receiver<HfCommand>>,
+    until: Instant,
+) -> Result<(), DeviceError> {
+    // A deadline that has passed would still wait for the timer's next tick.
+    if until <= Instant::now() {
+        return Ok(());
+    }
+    loop {
+        let Some(rx) = commands.as_deref_mut() else {
+            tokio::time::sleep_until(until).await;
+            return Ok(());
+        };
+        let command = tokio::select! {
+            () = tokio::time::sleep_until(until) => return Ok(()),
+            command = rx.recv() => command,
+        };
+        match command {
+            Some(command) => serve(reader, command).await?,
+            // Every handle is gone: no more commands, just inventories.
+            None => *commands = None,
+        }
+    }
+}
+
+/// Serves the commands already waiting, without waiting for more (notify mode).
+async fn serve_pending<R: HfReader>(
+    reader: &mut R,
+    commands: &mut Option<&mut mpsc::Receiver<HfCommand>>,
+) -> Result<(), DeviceError> {
+    while let Some(rx) = commands.as_deref_mut() {
+        match rx.try_recv() {
+            Ok(command) => serve(reader, command).await?,
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => *commands = None,
+        }
+    }
+    Ok(())
+}
+
 async fn poll_forever<R: HfReader>(
     reader: &mut R,
     config: &ReadLoopConfig,
@@ -383,6 +559,7 @@ async fn poll_forever<R: HfReader>(
 ) -> Result<(), DeviceError> {
     let poll_interval = Duration::from_millis(config.poll_interval_ms.max(1));
     let health_interval = Duration::from_millis(config.health_interval_ms.max(1));
+    let notify_wait = config.notify_wait();
     let mut presence = Presence::new(config.depart_after_polls);
     let mut link = LinkState::Connecting;
     sink.send(DeviceEvent::Health {
@@ -393,45 +570,36 @@ async fn poll_forever<R: HfReader>(
     let mut next_poll = Instant::now();
     let mut next_health = Instant::now() + health_interval;
     loop {
-        // Between polls: serve commands until it is time to poll again.
-        loop {
-            let Some(rx) = commands.as_deref_mut() else {
-                tokio::time::sleep_until(next_poll).await;
-                break;
-            };
-            let command = tokio::select! {
-                () = tokio::time::sleep_until(next_poll) => break,
-                command = rx.recv() => command,
-            };
-            let Some(command) = command else {
-                // Every handle is gone: no more commands, just poll.
-                commands = None;
-                continue;
-            };
-            match execute(reader, command.request).await {
-                Ok(outcome) => {
-                    let _ = command.reply.send(Ok(outcome));
-                }
-                Err(error) => {
-                    let _ = command
-                        .reply
-                        .send(Err(HfCommandError::Line(error.to_string())));
-                    return Err(error);
-                }
+        // Between inventories: serve commands until it is time for the next one. In notify
+        // mode that is at once, unless the last answer came suspiciously early (below).
+        serve_until(reader, &mut commands, next_poll).await?;
+        serve_pending(reader, &mut commands).await?;
+        let started = Instant::now();
+        let (answer, empty_is_settled) = match config.mode {
+            ReadMode::Poll => {
+                // Keep the cadence, but never fire a burst of polls after a slow round.
+                next_poll = (next_poll + poll_interval).max(started);
+                (reader.inventory(config.inventory_afi).await?, false)
             }
-        }
-        // Keep the cadence, but never fire a burst of polls after a slow round.
-        next_poll = (next_poll + poll_interval).max(Instant::now());
-
-        let seen = match reader.inventory(config.inventory_afi).await? {
-            Ok(entries) => Some(entries),
-            Err(ReaderRefusal::NoTransponder) => Some(Vec::new()),
-            // A reader-side failure (RF error, collision) says nothing about presence.
-            Err(refusal) => {
-                tracing::debug!(device = sink.device(), %refusal, "inventory refused");
-                None
+            ReadMode::Notify => {
+                let answer = reader
+                    .notify_inventory(config.inventory_afi, notify_wait)
+                    .await?;
+                let held_full_wait = started.elapsed() >= notify_wait;
+                // Tags present: the reader paces the loop, ask again at once. No tag (or
+                // a refusal) sooner than the wait: the reader did not hold the request,
+                // so pace it like polling instead of hammering it.
+                next_poll = if matches!(&answer, Ok(seen) if !seen.is_empty()) || held_full_wait {
+                    Instant::now()
+                } else {
+                    started + poll_interval
+                };
+                (answer, held_full_wait)
             }
         };
+        if let Err(refusal @ ReaderRefusal::Status { .. }) = &answer {
+            tracing::debug!(device = sink.device(), %refusal, "inventory refused");
+        }
         if link != LinkState::Connected {
             link = LinkState::Connected;
             sink.send(DeviceEvent::Health {
@@ -440,8 +608,7 @@ async fn poll_forever<R: HfReader>(
             })
             .await?;
         }
-        if let Some(seen) = seen {
-            let change = presence.observe(&seen);
+        if let Some(change) = presence.observe_answer(&answer, empty_is_settled) {
             for uid in change.departed {
                 sink.send(DeviceEvent::TagDeparted { uid }).await?;
             }
@@ -549,6 +716,123 @@ mod tests {
                 proptest::prop_assert_eq!(presence.len(), present.len());
             }
         }
+    }
+
+    #[test]
+    fn an_answer_changes_presence_according_to_what_it_proves_about_the_field() {
+        // (present before, answer, empty_is_settled, arrived, departed, changed at all)
+        // with depart_after = 2.
+        let no_tag = Err(ReaderRefusal::NoTransponder);
+        let rf_error = Err(ReaderRefusal::Status {
+            code: 0x83,
+            meaning: "RF communication error".into(),
+        });
+        let rows: Vec<(
+            &[&str],
+            TagOutcome<Vec<InventoryEntry>>,
+            bool,
+            &[&str],
+            &[&str],
+            bool,
+        )> = vec![
+            (&[], Ok(vec![entry("A1")]), false, &["A1"], &[], true),
+            (&[], Ok(vec![entry("A1")]), true, &["A1"], &[], true),
+            // Polling: "no transponder" is one missed poll, debounced.
+            (&["A1"], no_tag.clone(), false, &[], &[], true),
+            // Notify, after the whole wait: the field was empty all along.
+            (
+                &["A1", "B2"],
+                no_tag.clone(),
+                true,
+                &[],
+                &["A1", "B2"],
+                true,
+            ),
+            // Notify, another tag answered: the missing one is debounced as when polling.
+            (&["A1", "B2"], Ok(vec![entry("B2")]), true, &[], &[], true),
+            // A reader-side failure says nothing about presence, whatever the mode.
+            (&["A1"], rf_error.clone(), false, &[], &[], false),
+            (&["A1"], rf_error, true, &[], &[], false),
+        ];
+        for (n, (before, answer, settled, arrived, departed, changed)) in
+            rows.into_iter().enumerate()
+        {
+            let mut presence = Presence::new(2);
+            presence.observe(&before.iter().map(|u| entry(u)).collect::<Vec<_>>());
+            let change = presence.observe_answer(&answer, settled);
+            assert_eq!(change.is_some(), changed, "row {n}");
+            let change = change.unwrap_or_default();
+            assert_eq!(uids(&change.arrived), arrived, "row {n}");
+            let gone: Vec<String> = change.departed.iter().map(ToString::to_string).collect();
+            assert_eq!(gone, departed, "row {n}");
+        }
+    }
+
+    #[test]
+    fn clearing_the_field_departs_every_present_tag_once_in_uid_order() {
+        let mut presence = Presence::new(3);
+        presence.observe(&[entry("C3"), entry("A1")]);
+        let gone: Vec<String> = presence
+            .clear()
+            .departed
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(gone, ["A1", "C3"]);
+        assert!(presence.is_empty());
+        assert_eq!(presence.clear(), PresenceChange::default());
+    }
+
+    #[test]
+    fn read_mode_parses_kebab_case_and_defaults_to_poll() {
+        let cfg: ReadLoopConfig = toml::from_str("").unwrap();
+        assert_eq!(cfg.mode, ReadMode::Poll);
+        let cfg: ReadLoopConfig =
+            toml::from_str("mode = \"notify\"\nnotify_wait_ms = 3000").unwrap();
+        assert_eq!(cfg.mode, ReadMode::Notify);
+        assert_eq!(cfg.notify_wait(), Duration::from_secs(3));
+        let err = toml::from_str::<ReadLoopConfig>("mode = \"push\"").unwrap_err();
+        assert!(err.to_string().contains("push"), "{err}");
+    }
+
+    #[test]
+    fn validate_checks_notify_settings_against_the_reader() {
+        let feig_like = Some(Duration::from_millis(25_500));
+        let notify = |wait| ReadLoopConfig {
+            mode: ReadMode::Notify,
+            notify_wait_ms: wait,
+            ..ReadLoopConfig::default()
+        };
+        // (config, the reader's longest wait, the key refused or None)
+        let rows: Vec<(ReadLoopConfig, Option<Duration>, Option<&str>)> = vec![
+            (ReadLoopConfig::default(), None, None),
+            // Poll mode ignores the notify wait, even a useless one.
+            (
+                ReadLoopConfig {
+                    notify_wait_ms: 0,
+                    ..ReadLoopConfig::default()
+                },
+                None,
+                None,
+            ),
+            (notify(2_000), feig_like, None),
+            (notify(MIN_NOTIFY_WAIT_MS), feig_like, None),
+            (notify(25_500), feig_like, None),
+            (notify(2_000), None, Some("mode")),
+            (notify(99), feig_like, Some("notify_wait_ms")),
+            (notify(25_501), feig_like, Some("notify_wait_ms")),
+        ];
+        for (n, (config, max, refused)) in rows.into_iter().enumerate() {
+            let result = config.validate(max);
+            assert_eq!(
+                result.as_ref().err().map(|e| e.key),
+                refused,
+                "row {n}: {result:?}"
+            );
+        }
+        let err = notify(2_000).validate(None).unwrap_err().to_string();
+        assert!(err.starts_with("mode: \"notify\" needs"), "{err}");
+        assert!(err.contains("use \"poll\""), "{err}");
     }
 
     #[test]

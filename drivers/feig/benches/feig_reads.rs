@@ -138,9 +138,9 @@ fn latency_over_pty(samples: usize) {
             data_bits: None,
             stop_bits: None,
         }));
-        settings.poll_interval_ms = 20;
-        settings.depart_after_polls = 1;
-        settings.memory_blocks = 8;
+        settings.poll.poll_interval_ms = 20;
+        settings.poll.depart_after_polls = 1;
+        settings.poll.memory_blocks = 8;
         let (tx, mut rx) = mpsc::channel(1024);
         let cancel = CancellationToken::new();
         let device = Box::new(FeigDevice::new(settings).unwrap());

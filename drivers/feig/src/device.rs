@@ -15,22 +15,27 @@ use tokio_util::sync::CancellationToken;
 
 use crate::driver::FeigReader;
 use crate::settings::{FeigSettings, LINE_DEFAULTS};
-use crate::sim::{FeigSimulator, SimHandle};
+use crate::sim::{FeigSimulator, ScriptedTag, SimHandle};
 
 /// A FEIG reader built from its settings.
 #[derive(Debug)]
 pub struct FeigDevice {
     settings: FeigSettings,
+    script: Vec<ScriptedTag>,
     commands: Option<mpsc::Receiver<HfCommand>>,
     simulator: Option<SimHandle>,
 }
 
 impl FeigDevice {
-    /// A device for validated settings.
+    /// A device from checked settings; a [`DeviceError::Config`] names the key
+    /// (`driver.psst_ms: …`).
     pub fn new(settings: FeigSettings) -> Result<Self, DeviceError> {
-        settings.validate().map_err(DeviceError::Config)?;
+        let config_error = |e: crate::settings::SettingsError| DeviceError::Config(e.to_string());
+        settings.validate().map_err(config_error)?;
+        let script = settings.simulator.script().map_err(config_error)?;
         Ok(Self {
             settings,
+            script,
             commands: None,
             simulator: None,
         })
@@ -55,33 +60,18 @@ impl FeigDevice {
         // A handle asked for before `run` (tests, demo) controls this simulator.
         let simulator = FeigSimulator::with_handle(
             self.simulator.clone().unwrap_or_default(),
-            self.settings
-                .tags
-                .iter()
-                .map(crate::settings::SimTagSettings::virtual_tag)
-                .collect(),
+            self.script.iter().map(|s| s.tag.clone()).collect(),
         );
-        let sim_handle = simulator.handle();
-        let script: Vec<_> = self
-            .settings
-            .tags
-            .iter()
-            .filter_map(|t| {
-                Some((
-                    t.uid.clone(),
-                    Duration::from_millis(t.at_ms?),
-                    Duration::from_millis(t.stay_ms.unwrap_or(u64::MAX / 4)),
-                ))
-            })
-            .collect();
-        if !script.is_empty() {
-            let round = Duration::from_millis(self.settings.round_ms);
+        if !self.script.is_empty() {
+            let script = self.script.clone();
+            let round = Duration::from_millis(self.settings.simulator.round_ms);
+            let repeat = self.settings.simulator.round_ms > 0;
             let cancel = cancel.clone();
-            let handle = sim_handle.clone();
+            let handle = simulator.handle();
             tokio::spawn(async move {
                 tokio::select! {
                     () = cancel.cancelled() => {}
-                    () = handle.play(script, round) => {}
+                    () = handle.play(&script, round, repeat) => {}
                 }
             });
         }
@@ -106,13 +96,13 @@ impl Device for FeigDevice {
             tracing::info!(device = sink.device(), transport = %self.settings.transport, "FEIG reader opened");
             let mut reader = FeigReader::new(
                 stream,
-                self.settings.address,
+                self.settings.driver.address,
                 self.settings.timing(),
                 LineStats::new(),
             )
-            .with_input_polling(self.settings.poll_inputs);
-            let config = self.settings.read_loop();
-            read_loop::run(&mut reader, &config, &sink, &cancel, self.commands.as_mut()).await
+            .with_input_polling(self.settings.driver.poll_inputs);
+            let poll = &self.settings.poll;
+            read_loop::run(&mut reader, poll, &sink, &cancel, self.commands.as_mut()).await
         })
     }
 }

@@ -1,28 +1,41 @@
 //! The settings of a `driver = "feig"` device (`[devices.settings]` in the config).
 //!
+//! The same four tables as every HF reader (`rfidgw_3m810::settings` has them too):
+//! `transport`, `poll` (the shared read loop, [`ReadLoopConfig`]), `driver` (FEIG's own
+//! keys) and `simulator` (the virtual reader used with `transport.kind = "simulator"`).
+//!
 //! ```toml
 //! [[devices]]
 //! id = "gate-1"
 //! driver = "feig"
-//! [devices.settings]
-//! address = "FF"             # COM-ADR; FF always reaches the reader
+//! [devices.settings.transport]
+//! kind = "serial"                 # or "tcp", or "simulator"
+//! path = "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A9XYZ-if00-port0"
+//! # baud 38400, 8E1 by default (PROTOCOLS.md §4.2)
+//! [devices.settings.poll]         # the shared read loop (rfidgw_driver::read_loop)
 //! poll_interval_ms = 100
 //! memory_blocks = 8
-//! inventory_afi = "07"       # gate: only secured items answer (optional)
-//! [devices.settings.transport]
-//! kind = "serial"
-//! path = "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A9XYZ-if00-port0"
+//! inventory_afi = "07"            # gate: only secured items answer (optional)
+//! [devices.settings.driver]
+//! address = "FF"                  # COM-ADR; FF always reaches the reader
+//! poll_inputs = true              # light barriers on the digital inputs
+//! [[devices.settings.simulator.tags]]   # only with kind = "simulator"
+//! uid = "E004010031269117"
+//! afi = "07"
+//! memory = "11010000 …"
+//! at_ms = 0
+//! stay_ms = 3000
 //! ```
 
 use std::time::Duration;
 
-use rfidgw_driver::Uid;
 use rfidgw_driver::read_loop::ReadLoopConfig;
 use rfidgw_driver::transport::{LineDefaults, Parity, TransportConfig};
+use rfidgw_driver::{Uid, hex_serde};
 use serde::{Deserialize, Serialize};
 
-use crate::driver::Timing;
-use crate::sim::VirtualTag;
+use crate::driver::{BLOCK_SIZE, Timing};
+use crate::sim::{ScriptedTag, VirtualTag};
 
 /// FEIG's serial defaults: 38400 baud, 8 data bits, even parity, 1 stop bit (PROTOCOLS.md §4.2).
 pub const LINE_DEFAULTS: LineDefaults = LineDefaults {
@@ -32,131 +45,156 @@ pub const LINE_DEFAULTS: LineDefaults = LineDefaults {
     stop_bits: 1,
 };
 
+/// PSST ceiling: FEIG allows at most 5 ms of silence before a request (PROTOCOLS.md §4.2).
+const MAX_PSST_MS: u64 = 5;
+
+/// ICODE SLIX user memory: 28 blocks of 4 bytes (PROTOCOLS.md §4.1); simulated tags get at
+/// least this much, as the 3M simulator's do.
+const SIM_MIN_BLOCKS: usize = 28;
+
 /// Settings of one FEIG reader.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeigSettings {
     /// How the reader is attached.
     pub transport: TransportConfig,
-    /// COM-ADR of the reader (`FF` always reaches it).
-    #[serde(default = "default_address", with = "rfidgw_driver::hex_serde::byte")]
-    pub address: u8,
-    /// Time between inventories, in milliseconds.
-    #[serde(default = "default_poll_interval_ms")]
-    pub poll_interval_ms: u64,
-    /// A tag departs after missing this many inventories in a row.
-    #[serde(default = "default_depart_after_polls")]
-    pub depart_after_polls: u32,
-    /// 4-byte blocks of user memory to read once per presence (0 = none).
-    #[serde(default = "default_memory_blocks")]
-    pub memory_blocks: u8,
-    /// Inventory only tags with this AFI (PROTOCOLS.md §3.2).
-    #[serde(default, with = "rfidgw_driver::hex_serde::opt_byte")]
-    pub inventory_afi: Option<u8>,
-    /// Read each tag's AFI once per presence.
-    #[serde(default = "default_true")]
-    pub read_afi: bool,
-    /// Check each tag's NXP EAS bit once per presence (needs `B1` support on the reader).
+    /// Polling and per-tag reads of the shared read loop.
     #[serde(default)]
-    pub read_eas: bool,
+    pub poll: ReadLoopConfig,
+    /// FEIG's own addressing, inputs and timing.
+    #[serde(default)]
+    pub driver: DriverSettings,
+    /// The virtual reader used with `transport.kind = "simulator"`.
+    #[serde(default)]
+    pub simulator: SimulatorSettings,
+}
+
+/// FEIG-specific settings, in config units.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriverSettings {
+    /// COM-ADR of the reader (`FF` always reaches it).
+    #[serde(with = "hex_serde::byte")]
+    pub address: u8,
     /// Read the digital inputs (`[74]`, gate light barriers) after each inventory and
     /// report changes.
-    #[serde(default)]
     pub poll_inputs: bool,
-    /// Time between health reports, in milliseconds.
-    #[serde(default = "default_health_interval_ms")]
-    pub health_interval_ms: u64,
     /// How long to wait for a reply, in milliseconds.
-    #[serde(default = "default_reply_timeout_ms")]
     pub reply_timeout_ms: u64,
     /// Silence before each request after a reply (PSST, 0–5 ms).
-    #[serde(default = "default_psst_ms")]
     pub psst_ms: u64,
     /// Drop a partial frame after this gap between characters; default 12 ms on serial
     /// lines, off on TCP and the simulator (0 turns it off).
-    #[serde(default)]
     pub inter_char_timeout_ms: Option<u64>,
-    /// For `transport.kind = "simulator"`: the tags in the virtual reader's field.
-    #[serde(default)]
-    pub tags: Vec<SimTagSettings>,
-    /// For `transport.kind = "simulator"`: the script repeats every `round_ms`.
-    #[serde(default = "default_round_ms")]
-    pub round_ms: u64,
 }
 
-/// One tag of the simulated reader, optionally scripted to enter and leave the field.
+impl Default for DriverSettings {
+    fn default() -> Self {
+        Self {
+            address: crate::frame::BROADCAST_ADDRESS,
+            poll_inputs: false,
+            reply_timeout_ms: 1000,
+            psst_ms: MAX_PSST_MS,
+            inter_char_timeout_ms: None,
+        }
+    }
+}
+
+/// The virtual reader's script (same keys and defaults as the 3M simulator's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorSettings {
+    /// Length of one round in milliseconds; the script repeats after it (0 = play once).
+    pub round_ms: u64,
+    /// The tags and when they are in the field.
+    pub tags: Vec<SimTagSettings>,
+}
+
+/// One scripted virtual tag.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimTagSettings {
-    /// UID, MSB first (`E004…`).
+    /// UID, 8 bytes hex MSB first (`E004…`).
     pub uid: Uid,
-    /// AFI (default `07`).
-    #[serde(default = "default_afi", with = "rfidgw_driver::hex_serde::byte")]
+    /// AFI (hex byte).
+    #[serde(default, with = "hex_serde::byte")]
     pub afi: u8,
-    /// DSFID.
-    #[serde(default, with = "rfidgw_driver::hex_serde::byte")]
+    /// DSFID (hex byte).
+    #[serde(default, with = "hex_serde::byte")]
     pub dsfid: u8,
     /// NXP EAS bit.
     #[serde(default)]
     pub eas: bool,
-    /// User memory in tag order, hex (default: 28 empty blocks).
-    #[serde(default, with = "rfidgw_driver::hex_serde::opt_bytes")]
-    pub memory: Option<Vec<u8>>,
-    /// Enters the field this long after the start of each round (absent: always there).
+    /// User memory, hex, block 0 first; padded with zeros to 28 blocks.
+    #[serde(default, with = "hex_serde::bytes")]
+    pub memory: Vec<u8>,
+    /// When the tag enters the field, from the start of the round, in milliseconds.
     #[serde(default)]
-    pub at_ms: Option<u64>,
-    /// Stays this long in the field.
+    pub at_ms: u64,
+    /// How long it stays, in milliseconds; absent = it stays.
     #[serde(default)]
     pub stay_ms: Option<u64>,
 }
 
-impl SimTagSettings {
-    /// The virtual tag these settings describe (in the field unless scripted).
-    pub fn virtual_tag(&self) -> VirtualTag {
-        let mut tag = VirtualTag::new(self.uid.clone());
-        tag.afi = self.afi;
-        tag.dsfid = self.dsfid;
-        tag.eas = self.eas;
-        if let Some(memory) = &self.memory {
-            let mut memory = memory.clone();
-            memory.resize(memory.len().div_ceil(4) * 4, 0);
-            tag.memory = memory;
+/// Why settings cannot work, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SettingsError {
+    /// The settings key, e.g. `driver.psst_ms`.
+    pub key: String,
+    /// What is wrong and what would work.
+    pub message: String,
+}
+
+impl SettingsError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
         }
-        tag.in_field = self.at_ms.is_none();
-        tag
     }
 }
 
-fn default_afi() -> u8 {
-    0x07
-}
-
-fn default_address() -> u8 {
-    crate::frame::BROADCAST_ADDRESS
-}
-fn default_poll_interval_ms() -> u64 {
-    200
-}
-fn default_depart_after_polls() -> u32 {
-    3
-}
-fn default_memory_blocks() -> u8 {
-    8
-}
-fn default_true() -> bool {
-    true
-}
-fn default_health_interval_ms() -> u64 {
-    10_000
-}
-fn default_reply_timeout_ms() -> u64 {
-    1000
-}
-fn default_psst_ms() -> u64 {
-    5
-}
-fn default_round_ms() -> u64 {
-    10_000
+impl SimulatorSettings {
+    /// The script, checked: every tag starts outside the field unless it enters at 0 ms.
+    pub fn script(&self) -> Result<Vec<ScriptedTag>, SettingsError> {
+        self.tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if t.uid.as_bytes().len() != 8 {
+                    return Err(SettingsError::new(
+                        format!("simulator.tags[{i}].uid"),
+                        format!("{} is not 8 bytes (16 hex digits, ISO 15693)", t.uid),
+                    ));
+                }
+                let block = usize::from(BLOCK_SIZE);
+                let blocks = t.memory.len().div_ceil(block).max(SIM_MIN_BLOCKS);
+                // Block numbers are one byte on the air and in ISO-Host requests.
+                if blocks > 255 {
+                    return Err(SettingsError::new(
+                        format!("simulator.tags[{i}].memory"),
+                        format!("{} bytes are more than 255 blocks", t.memory.len()),
+                    ));
+                }
+                let mut memory = t.memory.clone();
+                memory.resize(blocks * block, 0);
+                let at = Duration::from_millis(t.at_ms);
+                Ok(ScriptedTag {
+                    tag: VirtualTag {
+                        afi: t.afi,
+                        dsfid: t.dsfid,
+                        eas: t.eas,
+                        memory,
+                        in_field: at.is_zero(),
+                        ..VirtualTag::new(t.uid.clone())
+                    },
+                    at,
+                    stay: t.stay_ms.map(Duration::from_millis),
+                })
+            })
+            .collect()
+    }
 }
 
 impl FeigSettings {
@@ -164,75 +202,51 @@ impl FeigSettings {
     pub fn new(transport: TransportConfig) -> Self {
         Self {
             transport,
-            address: default_address(),
-            poll_interval_ms: default_poll_interval_ms(),
-            depart_after_polls: default_depart_after_polls(),
-            memory_blocks: default_memory_blocks(),
-            inventory_afi: None,
-            read_afi: true,
-            read_eas: false,
-            poll_inputs: false,
-            health_interval_ms: default_health_interval_ms(),
-            reply_timeout_ms: default_reply_timeout_ms(),
-            psst_ms: default_psst_ms(),
-            inter_char_timeout_ms: None,
-            tags: Vec::new(),
-            round_ms: default_round_ms(),
+            poll: ReadLoopConfig::default(),
+            driver: DriverSettings::default(),
+            simulator: SimulatorSettings::default(),
         }
     }
 
-    /// Checks what serde cannot: the values that only make sense together.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.psst_ms > 5 {
-            return Err(format!(
-                "psst_ms: {} is above the 5 ms FEIG allows",
-                self.psst_ms
+    /// Checks what serde cannot: values out of range and keys that only make sense together.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.driver.psst_ms > MAX_PSST_MS {
+            return Err(SettingsError::new(
+                "driver.psst_ms",
+                format!(
+                    "{} is above the {MAX_PSST_MS} ms FEIG allows",
+                    self.driver.psst_ms
+                ),
             ));
         }
-        if self.reply_timeout_ms == 0 {
-            return Err("reply_timeout_ms: 0 would time out every request".into());
+        if self.driver.reply_timeout_ms == 0 {
+            return Err(SettingsError::new(
+                "driver.reply_timeout_ms",
+                "0 would time out every request; 1000 is the default",
+            ));
         }
-        if !self.tags.is_empty() && !matches!(self.transport, TransportConfig::Simulator {}) {
-            return Err("tags: only used with transport.kind = \"simulator\"".into());
+        if !self.simulator.tags.is_empty()
+            && !matches!(self.transport, TransportConfig::Simulator {})
+        {
+            return Err(SettingsError::new(
+                "simulator.tags",
+                "only used with transport.kind = \"simulator\"",
+            ));
         }
-        for (n, tag) in self.tags.iter().enumerate() {
-            if tag.uid.as_bytes().len() != 8 {
-                return Err(format!(
-                    "tags[{n}].uid: {} is not 8 bytes (ISO 15693)",
-                    tag.uid
-                ));
-            }
-            if tag.stay_ms.is_some() && tag.at_ms.is_none() {
-                return Err(format!("tags[{n}]: stay_ms needs at_ms"));
-            }
-        }
-        Ok(())
-    }
-
-    /// The shared read loop's part of these settings.
-    pub fn read_loop(&self) -> ReadLoopConfig {
-        ReadLoopConfig {
-            poll_interval_ms: self.poll_interval_ms,
-            depart_after_polls: self.depart_after_polls,
-            memory_blocks: self.memory_blocks,
-            inventory_afi: self.inventory_afi,
-            read_afi: self.read_afi,
-            read_eas: self.read_eas,
-            health_interval_ms: self.health_interval_ms,
-        }
+        self.simulator.script().map(drop)
     }
 
     /// The driver's timers.
     pub fn timing(&self) -> Timing {
-        let gap = match (self.inter_char_timeout_ms, &self.transport) {
+        let gap = match (self.driver.inter_char_timeout_ms, &self.transport) {
             (Some(0), _) => None,
             (Some(ms), _) => Some(Duration::from_millis(ms)),
             (None, TransportConfig::Serial(_)) => Some(crate::codec::INTER_CHARACTER_GAP),
             (None, _) => None,
         };
         Timing {
-            reply_timeout: Duration::from_millis(self.reply_timeout_ms),
-            psst: Duration::from_millis(self.psst_ms),
+            reply_timeout: Duration::from_millis(self.driver.reply_timeout_ms),
+            psst: Duration::from_millis(self.driver.psst_ms),
             inter_char_gap: gap,
         }
     }
@@ -246,63 +260,171 @@ mod tests {
     fn a_serial_gate_config_parses_with_feig_defaults() {
         let settings: FeigSettings = toml::from_str(
             r#"
-            inventory_afi = "07"
             [transport]
             kind = "serial"
             path = "/dev/serial/by-id/usb-FTDI-if00-port0"
+            [poll]
+            inventory_afi = "07"
             "#,
         )
         .unwrap();
-        assert_eq!(settings.address, 0xFF);
-        assert_eq!(settings.inventory_afi, Some(0x07));
+        assert_eq!(settings.driver, DriverSettings::default());
+        assert_eq!(settings.driver.address, 0xFF);
+        assert_eq!(settings.poll.inventory_afi, Some(0x07));
+        assert_eq!(
+            settings.poll,
+            ReadLoopConfig {
+                inventory_afi: Some(0x07),
+                ..ReadLoopConfig::default()
+            }
+        );
         assert_eq!(
             settings.timing().inter_char_gap,
             Some(Duration::from_millis(12))
         );
         assert_eq!(settings.timing().psst, Duration::from_millis(5));
+        assert_eq!(settings.timing().reply_timeout, Duration::from_secs(1));
         settings.validate().unwrap();
     }
 
     #[test]
-    fn simulator_tags_parse_with_hex_memory_and_a_script() {
+    fn every_table_is_read_from_its_own_name() {
+        let settings: FeigSettings = toml::from_str(
+            r#"
+            [transport]
+            kind = "tcp"
+            addr = "192.0.2.10:10001"
+            [poll]
+            poll_interval_ms = 100
+            depart_after_polls = 2
+            memory_blocks = 4
+            read_afi = false
+            read_eas = true
+            health_interval_ms = 5000
+            [driver]
+            address = "01"
+            poll_inputs = true
+            reply_timeout_ms = 300
+            psst_ms = 2
+            inter_char_timeout_ms = 20
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            settings.poll,
+            ReadLoopConfig {
+                poll_interval_ms: 100,
+                depart_after_polls: 2,
+                memory_blocks: 4,
+                inventory_afi: None,
+                read_afi: false,
+                read_eas: true,
+                health_interval_ms: 5000,
+                ..ReadLoopConfig::default()
+            }
+        );
+        assert_eq!(
+            settings.driver,
+            DriverSettings {
+                address: 0x01,
+                poll_inputs: true,
+                reply_timeout_ms: 300,
+                psst_ms: 2,
+                inter_char_timeout_ms: Some(20),
+            }
+        );
+        assert_eq!(
+            settings.timing(),
+            Timing {
+                reply_timeout: Duration::from_millis(300),
+                psst: Duration::from_millis(2),
+                inter_char_gap: Some(Duration::from_millis(20)),
+            }
+        );
+    }
+
+    #[test]
+    fn simulator_tags_have_the_3m_simulators_keys_and_defaults() {
         let settings: FeigSettings = toml::from_str(
             r#"
             transport = { kind = "simulator" }
-            [[tags]]
+            [simulator]
+            round_ms = 6000
+            [[simulator.tags]]
             uid = "E004010031269117"
             afi = "C2"
             eas = true
             memory = "11010000"
             at_ms = 1000
             stay_ms = 3000
+            [[simulator.tags]]
+            uid = "E004010031269118"
             "#,
         )
         .unwrap();
         settings.validate().unwrap();
-        let tag = settings.tags[0].virtual_tag();
-        assert_eq!(tag.afi, 0xC2);
-        assert!(tag.eas);
-        assert!(!tag.in_field, "a scripted tag starts outside the field");
-        assert_eq!(tag.memory, [0x11, 0x01, 0, 0]);
-        let tag = &settings.tags[0];
-        assert_eq!((tag.at_ms, tag.stay_ms), (Some(1000), Some(3000)));
+        assert_eq!(settings.simulator.round_ms, 6000);
+        let script = settings.simulator.script().unwrap();
+        let scripted = &script[0];
+        assert_eq!(scripted.tag.afi, 0xC2);
+        assert!(scripted.tag.eas);
+        assert!(
+            !scripted.tag.in_field,
+            "a tag entering later starts outside"
+        );
+        assert_eq!(scripted.tag.memory.len(), 28 * 4, "padded to 28 blocks");
+        assert_eq!(scripted.tag.memory[..4], [0x11, 0x01, 0, 0]);
+        assert_eq!(
+            (scripted.at, scripted.stay),
+            (Duration::from_secs(1), Some(Duration::from_secs(3)))
+        );
+        // Only a UID: AFI 00, no EAS, 28 empty blocks, in the field from 0 ms for good.
+        let plain = &script[1];
+        assert_eq!(
+            (plain.tag.afi, plain.tag.dsfid, plain.tag.eas),
+            (0, 0, false)
+        );
+        assert_eq!(plain.tag.memory, vec![0; 28 * 4]);
+        assert!(plain.tag.in_field);
+        assert_eq!((plain.at, plain.stay), (Duration::ZERO, None));
         assert_eq!(settings.timing().inter_char_gap, None);
+        assert_eq!(SimulatorSettings::default().round_ms, 0, "0 = play once");
     }
 
     #[test]
-    fn bad_settings_name_the_key() {
+    fn unknown_keys_and_bad_values_are_refused_by_name() {
         let cases = [
             (
-                "transport = { kind = \"simulator\" }\npoll_ms = 3",
+                "transport = { kind = \"simulator\" }\npoll_interval_ms = 3",
+                "poll_interval_ms",
+            ),
+            (
+                "transport = { kind = \"simulator\" }\n[poll]\npoll_ms = 3",
                 "poll_ms",
             ),
             (
-                "transport = { kind = \"simulator\" }\naddress = \"1FF\"",
+                "transport = { kind = \"simulator\" }\n[driver]\naddress = \"1FF\"",
                 "1FF",
             ),
             (
-                "transport = { kind = \"simulator\" }\n[[tags]]\nuid = \"E0\"\ncolour = 1",
+                "transport = { kind = \"simulator\" }\n[driver]\nmemory_blocks = 2",
+                "memory_blocks",
+            ),
+            (
+                "transport = { kind = \"simulator\" }\nround_ms = 100",
+                "round_ms",
+            ),
+            (
+                "transport = { kind = \"simulator\" }\n[simulator]\nround = 100",
+                "round",
+            ),
+            (
+                "transport = { kind = \"simulator\" }\n[[simulator.tags]]\nuid = \"E0\"\ncolour = 1",
                 "colour",
+            ),
+            (
+                "transport = { kind = \"simulator\" }\n[[simulator.tags]]\nuid = \"E0\"\nmemory = \"0\"",
+                "not hex bytes",
             ),
         ];
         for (text, needle) in cases {
@@ -311,12 +433,59 @@ mod tests {
                 .to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn checked_settings_name_the_key_that_cannot_work() {
+        let long_memory = format!("\"{}\"", "00".repeat(256 * 4));
+        let cases = [
+            (
+                "kind = \"simulator\"\n[driver]\npsst_ms = 9".to_owned(),
+                "driver.psst_ms: 9 is above the 5 ms",
+            ),
+            (
+                "kind = \"simulator\"\n[driver]\nreply_timeout_ms = 0".to_owned(),
+                "driver.reply_timeout_ms: 0",
+            ),
+            (
+                "kind = \"simulator\"\n[[simulator.tags]]\nuid = \"E004\"".to_owned(),
+                "simulator.tags[0].uid: E004 is not 8 bytes",
+            ),
+            (
+                format!(
+                    "kind = \"simulator\"\n[[simulator.tags]]\nuid = \"E004010031269117\"\nmemory = {long_memory}"
+                ),
+                "simulator.tags[0].memory: 1024 bytes are more than 255 blocks",
+            ),
+            (
+                "kind = \"tcp\"\naddr = \"192.0.2.10:10001\"\n[[simulator.tags]]\nuid = \"E004010031269117\"".to_owned(),
+                "simulator.tags: only used with transport.kind = \"simulator\"",
+            ),
+        ];
+        for (text, needle) in cases {
+            let text = format!("[transport]\n{text}");
+            let settings: FeigSettings = toml::from_str(&text).unwrap();
+            let err = settings.validate().unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn settings_written_back_out_read_in_the_same() {
         let mut settings = FeigSettings::new(TransportConfig::Simulator {});
-        settings.psst_ms = 9;
-        assert!(settings.validate().unwrap_err().contains("psst_ms"));
-        let short_uid: FeigSettings =
-            toml::from_str("transport = { kind = \"simulator\" }\n[[tags]]\nuid = \"E004\"")
-                .unwrap();
-        assert!(short_uid.validate().unwrap_err().contains("tags[0].uid"));
+        settings.poll.inventory_afi = Some(0x07);
+        settings.driver.inter_char_timeout_ms = Some(0);
+        settings.simulator.tags.push(SimTagSettings {
+            uid: Uid::from_hex("E004010031269117").unwrap(),
+            afi: 0x07,
+            dsfid: 0,
+            eas: true,
+            memory: vec![0x11, 0x01],
+            at_ms: 1000,
+            stay_ms: Some(800),
+        });
+        let text = toml::to_string(&settings).unwrap();
+        assert_eq!(toml::from_str::<FeigSettings>(&text).unwrap(), settings);
+        assert_eq!(settings.timing().inter_char_gap, None, "0 turns it off");
     }
 }

@@ -176,25 +176,52 @@ impl SimHandle {
         self.lock().max_per_reply = max;
     }
 
-    /// Plays a script forever: each tag is in the field from `at` to `at + stay` of every
-    /// `round`. Tags not in the script are left alone.
-    pub async fn play(&self, script: Vec<(Uid, Duration, Duration)>, round: Duration) {
-        let round = round.max(Duration::from_millis(1));
+    /// Plays a script: each tag enters the field at its `at` from the start of the round
+    /// and leaves after its `stay` (or stays); with `repeat` the script starts again every
+    /// `round` (as the 3M simulator's `SimPad::play`). The tags must be known to the
+    /// simulator ([`FeigSimulator::with_handle`]); they keep their state (a written AFI)
+    /// from one presence to the next, like a real book. Tags not in the script are left
+    /// alone.
+    pub async fn play(&self, script: &[ScriptedTag], round: Duration, repeat: bool) {
+        let mut steps: Vec<(Duration, bool, &Uid)> = Vec::new();
+        for scripted in script {
+            steps.push((scripted.at, true, &scripted.tag.uid));
+            if let Some(stay) = scripted.stay {
+                steps.push((scripted.at.saturating_add(stay), false, &scripted.tag.uid));
+            }
+        }
+        // Stable: a tag leaving at the same instant another enters keeps script order.
+        steps.sort_by_key(|(at, _, _)| *at);
         loop {
             let start = tokio::time::Instant::now();
-            let mut steps: Vec<(Duration, &Uid, bool)> = Vec::new();
-            for (uid, at, stay) in &script {
-                steps.push((*at, uid, true));
-                steps.push((at.saturating_add(*stay), uid, false));
+            for (at, enter, uid) in &steps {
+                // A script time too far out for the clock never comes.
+                let Some(due) = start.checked_add(*at) else {
+                    return;
+                };
+                tokio::time::sleep_until(due).await;
+                self.set_in_field(uid, *enter);
             }
-            steps.sort_by_key(|s| s.0);
-            for (at, uid, enter) in steps {
-                tokio::time::sleep_until(start + at).await;
-                self.set_in_field(uid, enter);
+            if !repeat {
+                return;
             }
-            tokio::time::sleep_until(start + round).await;
+            let Some(next_round) = start.checked_add(round.max(Duration::from_millis(1))) else {
+                return;
+            };
+            tokio::time::sleep_until(next_round).await;
         }
     }
+}
+
+/// One tag of a script: when it enters the field and how long it stays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptedTag {
+    /// The tag, in its state at the start (`in_field` only if it enters at 0).
+    pub tag: VirtualTag,
+    /// When it enters, from the start of the round.
+    pub at: Duration,
+    /// How long it stays; `None` = it stays.
+    pub stay: Option<Duration>,
 }
 
 /// How a serving session ended.
@@ -550,6 +577,66 @@ fn find(state: &mut State, addressing: Addressing) -> Option<&mut VirtualTag> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scripted(uid: &str, at_ms: u64, stay_ms: Option<u64>) -> ScriptedTag {
+        let mut tag = VirtualTag::new(Uid::from_hex(uid).unwrap());
+        tag.in_field = at_ms == 0;
+        ScriptedTag {
+            tag,
+            at: Duration::from_millis(at_ms),
+            stay: stay_ms.map(Duration::from_millis),
+        }
+    }
+
+    fn in_field(handle: &SimHandle, uid: &str) -> bool {
+        handle
+            .tag(&Uid::from_hex(uid).unwrap())
+            .is_some_and(|t| t.in_field)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_script_plays_once_or_again_every_round() {
+        const BOOK: &str = "E004010031269117";
+        const SHELF: &str = "E004010031269118";
+        let script = [scripted(BOOK, 1000, Some(800)), scripted(SHELF, 0, None)];
+        for repeat in [false, true] {
+            let handle = SimHandle::default();
+            let _sim = FeigSimulator::with_handle(
+                handle.clone(),
+                script.iter().map(|s| s.tag.clone()).collect(),
+            );
+            let player = handle.clone();
+            let script = script.clone();
+            let play = tokio::spawn(async move {
+                player.play(&script, Duration::from_secs(6), repeat).await;
+            });
+            let start = tokio::time::Instant::now();
+            let mut seen = Vec::new();
+            for at_ms in [500, 1500, 2500, 7500, 8500] {
+                tokio::time::sleep_until(start + Duration::from_millis(at_ms)).await;
+                seen.push(in_field(&handle, BOOK));
+                assert!(
+                    in_field(&handle, SHELF),
+                    "a tag at 0 ms without a stay stays"
+                );
+            }
+            let again = if repeat {
+                [true, false]
+            } else {
+                [false, false]
+            };
+            assert_eq!(
+                seen,
+                [false, true, false, again[0], again[1]],
+                "repeat {repeat}"
+            );
+            if repeat {
+                play.abort();
+            } else {
+                play.await.unwrap();
+            }
+        }
+    }
 
     #[test]
     fn afi_matching_follows_iso_15693_families() {

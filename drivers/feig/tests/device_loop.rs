@@ -15,13 +15,14 @@ const BOOK: &str = "E004010031269117";
 fn settings() -> FeigSettings {
     toml::from_str(
         r#"
+        transport = { kind = "simulator" }
+        [poll]
         poll_interval_ms = 100
         depart_after_polls = 2
         memory_blocks = 2
         read_eas = true
         health_interval_ms = 1000
-        transport = { kind = "simulator" }
-        [[tags]]
+        [[simulator.tags]]
         uid = "E004010031269117"
         afi = "07"
         memory = "11010000 31323334"
@@ -191,7 +192,7 @@ async fn an_unplugged_reader_ends_run_with_an_error_after_a_disconnected_health_
 #[tokio::test(start_paused = true)]
 async fn light_barrier_changes_are_reported_as_input_events() {
     let mut settings = settings();
-    settings.poll_inputs = true;
+    settings.driver.poll_inputs = true;
     let mut device = FeigDevice::new(settings).unwrap();
     let sim = device.simulator();
     let (tx, mut rx) = mpsc::channel(64);
@@ -221,13 +222,15 @@ async fn light_barrier_changes_are_reported_as_input_events() {
 async fn a_scripted_simulator_tag_enters_and_leaves_on_time() {
     let settings: FeigSettings = toml::from_str(
         r#"
+        transport = { kind = "simulator" }
+        [poll]
         poll_interval_ms = 50
         depart_after_polls = 1
         memory_blocks = 0
         read_afi = false
+        [simulator]
         round_ms = 10000
-        transport = { kind = "simulator" }
-        [[tags]]
+        [[simulator.tags]]
         uid = "E004010031269117"
         at_ms = 500
         stay_ms = 1000

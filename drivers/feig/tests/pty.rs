@@ -29,16 +29,18 @@ fn plug(link: &Path, sim: &SimHandle) -> JoinHandle<std::io::Result<()>> {
 fn settings(link: &Path) -> FeigSettings {
     toml::from_str(&format!(
         r#"
+        [transport]
+        kind = "serial"
+        path = "{}"
+        baud = 38400
+        [poll]
         poll_interval_ms = 30
         depart_after_polls = 2
         memory_blocks = 2
         read_eas = true
         health_interval_ms = 100
+        [driver]
         reply_timeout_ms = 500
-        [transport]
-        kind = "serial"
-        path = "{}"
-        baud = 38400
         "#,
         link.display()
     ))

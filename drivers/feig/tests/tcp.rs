@@ -20,7 +20,7 @@ async fn a_network_reader_over_tcp_delivers_tag_reads() {
     });
 
     let settings: FeigSettings = toml::from_str(&format!(
-        "poll_interval_ms = 20\nmemory_blocks = 1\n[transport]\nkind = \"tcp\"\naddr = \"{addr}\""
+        "[transport]\nkind = \"tcp\"\naddr = \"{addr}\"\n[poll]\npoll_interval_ms = 20\nmemory_blocks = 1"
     ))
     .unwrap();
     let (tx, mut rx) = mpsc::channel(64);

@@ -22,7 +22,7 @@
 //! repeat = true
 //! ```
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rfidgw_driver::{
     CardRead, Device, DeviceError, DeviceEvent, DeviceEventSink, DeviceFuture, LineCounters,
@@ -260,8 +260,11 @@ impl std::fmt::Debug for HidCardReader {
     }
 }
 
-fn line_counters(c: WedgeCounters) -> LineCounters {
+/// The wedge's counters in the shared vocabulary; `last_report` is when the reader last
+/// sent a HID report (its "last frame").
+fn line_counters(c: WedgeCounters, last_report: Option<SystemTime>) -> LineCounters {
     LineCounters {
+        last_frame: last_report,
         frames_ok: c.reports.saturating_sub(c.bad_reports),
         bad_frames: c.bad_reports,
         // Keys that typed nothing are this line's "skipped" input.
@@ -313,9 +316,10 @@ impl Device for HidCardReader {
             };
             let mut reports = spawn_source(source, SOURCE_POLL);
             let mut assembler = CardAssembler::new(self.wedge);
+            let mut last_report: Option<SystemTime> = None;
             sink.send(DeviceEvent::Health {
                 link: LinkState::Connected,
-                counters: line_counters(assembler.counters()),
+                counters: line_counters(assembler.counters(), last_report),
             })
             .await?;
             let mut last_at = Duration::ZERO;
@@ -327,7 +331,7 @@ impl Device for HidCardReader {
                         next_health = tokio::time::Instant::now() + HEALTH_INTERVAL;
                         sink.send(DeviceEvent::Health {
                             link: LinkState::Connected,
-                            counters: line_counters(assembler.counters()),
+                            counters: line_counters(assembler.counters(), last_report),
                         })
                         .await?;
                         continue;
@@ -342,6 +346,7 @@ impl Device for HidCardReader {
                         .collect(),
                     Ok(Some(Ok(report))) => {
                         last_at = report.at;
+                        last_report = Some(SystemTime::now());
                         assembler.feed_bytes(&report.bytes, report.at)
                     }
                     Ok(Some(Err(error))) => break Err(source_error(&error)),
@@ -363,7 +368,7 @@ impl Device for HidCardReader {
                 let _ = sink
                     .send(DeviceEvent::Health {
                         link: LinkState::Disconnected,
-                        counters: line_counters(assembler.counters()),
+                        counters: line_counters(assembler.counters(), last_report),
                     })
                     .await;
             }

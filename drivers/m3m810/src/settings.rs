@@ -250,6 +250,11 @@ impl std::fmt::Debug for M3m810Device {
 impl M3m810Device {
     /// A device from checked settings.
     pub fn new(settings: M3m810Settings) -> Result<Self, SettingsError> {
+        // The 810 has no notification inventory: `poll.mode = "notify"` is refused here.
+        settings.poll.validate(None).map_err(|e| SettingsError {
+            key: format!("poll.{}", e.key),
+            message: e.message,
+        })?;
         let config = settings.driver.to_config()?;
         let script = settings.simulator.script()?;
         Ok(Self {
@@ -416,6 +421,10 @@ mod tests {
             (
                 "[[simulator.tags]]\nuid = \"E004\"",
                 "simulator.tags[0].uid: E004 is not 8 bytes",
+            ),
+            (
+                "[poll]\nmode = \"notify\"",
+                "poll.mode: \"notify\" needs a reader with a notification inventory",
             ),
         ];
         for (text, needle) in cases {
