@@ -161,6 +161,11 @@ stay_ms = 800                   # and leaves 0.8 s later
             ("[settings]\npoll_interval_ms = 9", "poll_interval_ms"),
             ("[settings.driver]\naddress = \"1FF\"", "driver.address"),
             (
+                "[settings.poll]\nmode = \"notify\"\nnotify_wait_ms = 50",
+                "devices.gate-1.settings.poll.notify_wait_ms: 50 is not 100 to 25500 ms",
+            ),
+            ("[settings.poll]\nmode = \"push\"", "push"),
+            (
                 "[[settings.simulator.tags]]\nuid = \"E004\"",
                 "devices.gate-1.settings.simulator.tags[0].uid",
             ),

@@ -720,21 +720,22 @@ mod tests {
 
     #[test]
     fn an_answer_changes_presence_according_to_what_it_proves_about_the_field() {
-        // (present before, answer, empty_is_settled, arrived, departed, changed at all)
-        // with depart_after = 2.
+        /// present before, answer, empty_is_settled, arrived, departed, changed at all
+        type Row = (
+            &'static [&'static str],
+            TagOutcome<Vec<InventoryEntry>>,
+            bool,
+            &'static [&'static str],
+            &'static [&'static str],
+            bool,
+        );
+        // With depart_after = 2.
         let no_tag = Err(ReaderRefusal::NoTransponder);
         let rf_error = Err(ReaderRefusal::Status {
             code: 0x83,
             meaning: "RF communication error".into(),
         });
-        let rows: Vec<(
-            &[&str],
-            TagOutcome<Vec<InventoryEntry>>,
-            bool,
-            &[&str],
-            &[&str],
-            bool,
-        )> = vec![
+        let rows: Vec<Row> = vec![
             (&[], Ok(vec![entry("A1")]), false, &["A1"], &[], true),
             (&[], Ok(vec![entry("A1")]), true, &["A1"], &[], true),
             // Polling: "no transponder" is one missed poll, debounced.

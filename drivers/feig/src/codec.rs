@@ -395,6 +395,7 @@ mod tests {
                 Request::Inventory {
                     more: false,
                     afi: None,
+                    notify: None,
                 }
                 .to_raw(0xFF),
                 &mut out,

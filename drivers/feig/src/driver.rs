@@ -23,7 +23,8 @@ use tokio_util::codec::Framed;
 use crate::codec::{CodecError, FeigCodec};
 use crate::frame::{
     Addressing, BROADCAST_ADDRESS, BlocksReply, FrameError, InventoryReply, MAX_READ_BYTES,
-    NxpCommand, Reply, Request, SetOutput, Status, SystemInfoReply, UidBytes, parse_inputs,
+    NTFC_TIME_UNIT, NtfcTime, NxpCommand, Reply, Request, SetOutput, Status, SystemInfoReply,
+    UidBytes, parse_inputs,
 };
 
 /// Bytes per block of the ISO 15693 library tags this driver reads (ICODE SLIX: 4).
@@ -32,6 +33,9 @@ pub const BLOCK_SIZE: u8 = 4;
 const BLOCKS_PER_CALL: usize = MAX_READ_BYTES / BLOCK_SIZE as usize;
 /// Upper bound on MORE rounds of one inventory, against a reader that always says `94`.
 const MAX_MORE_ROUNDS: usize = 64;
+/// The longest notification wait one NTFC_TIME byte can say (255 × 100 ms,
+/// **\[unverified\]**: see [`NtfcTime`]); what [`HfReader::max_notify_wait`] reports.
+pub const MAX_NOTIFY_WAIT: Duration = NTFC_TIME_UNIT.saturating_mul(255);
 
 /// The timing rules the driver enforces with its own timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,6 +202,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> FeigReader<T> {
 
     /// Sends one request and returns the reader's reply to it.
     pub async fn transact(&mut self, request: &Request) -> Result<Reply, FeigError> {
+        self.transact_within(request, self.timing.reply_timeout)
+            .await
+    }
+
+    /// Sends one request and waits up to `reply_timeout` for the reply (longer than the
+    /// usual timeout for a notification inventory the reader holds).
+    async fn transact_within(
+        &mut self,
+        request: &Request,
+        reply_timeout: Duration,
+    ) -> Result<Reply, FeigError> {
         // Replies that arrived after an earlier timeout would be taken for this request's.
         // (`now_or_never`: a zero timeout would wait for the next 1 ms timer tick.)
         while let Some(Some(stale)) = self.framed.next().now_or_never() {
@@ -212,7 +227,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> FeigReader<T> {
             tokio::time::sleep_until(quiet_until).await;
         }
         self.framed.send(request.to_raw(self.address)).await?;
-        let deadline = Instant::now() + self.timing.reply_timeout;
+        let deadline = Instant::now() + reply_timeout;
         loop {
             let next = tokio::time::timeout_at(deadline, self.framed.next()).await;
             let raw = match next {
@@ -220,7 +235,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> FeigReader<T> {
                     self.stats.timeout();
                     return Err(FeigError::Timeout {
                         request: request.name(),
-                        timeout: self.timing.reply_timeout,
+                        timeout: reply_timeout,
                     });
                 }
                 Ok(None) => return Err(FeigError::Closed),
@@ -279,13 +294,42 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> FeigReader<T> {
         &mut self,
         afi: Option<u8>,
     ) -> Result<TagOutcome<Vec<InventoryEntry>>, FeigError> {
+        self.inventory_rounds(afi, None).await
+    }
+
+    /// `B0 01` inventory in notification mode (MODE NTFC): the reader holds the request
+    /// until a tag is in the field, or answers `01` (no transponder) after `wait`. `wait`
+    /// is rounded up to whole NTFC_TIME steps and capped at [`MAX_NOTIFY_WAIT`]; the reply
+    /// timeout is the wait plus the usual reply timeout. The rest of a MORE sequence is
+    /// fetched without NTFC: those tags are already known to be there.
+    pub async fn notify_inventory_items(
+        &mut self,
+        afi: Option<u8>,
+        wait: Duration,
+    ) -> Result<TagOutcome<Vec<InventoryEntry>>, FeigError> {
+        self.inventory_rounds(afi, Some(NtfcTime::at_least(wait)))
+            .await
+    }
+
+    async fn inventory_rounds(
+        &mut self,
+        afi: Option<u8>,
+        notify: Option<NtfcTime>,
+    ) -> Result<TagOutcome<Vec<InventoryEntry>>, FeigError> {
         let mut entries = Vec::new();
         for round in 0..MAX_MORE_ROUNDS {
+            let notify = notify.filter(|_| round == 0);
             let request = Request::Inventory {
                 more: round > 0,
                 afi,
+                notify,
             };
-            let reply = self.transact(&request).await?;
+            let timeout = match notify {
+                // The reader answers within NTFC_TIME; the usual timeout covers the rest.
+                Some(ntfc_time) => ntfc_time.wait() + self.timing.reply_timeout,
+                None => self.timing.reply_timeout,
+            };
+            let reply = self.transact_within(&request, timeout).await?;
             match reply.status {
                 Status::Ok | Status::MoreData => {
                     let parsed =
@@ -494,6 +538,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> HfReader for FeigReader<T> {
 
     fn line_counters(&self) -> LineCounters {
         self.stats.snapshot()
+    }
+
+    fn max_notify_wait(&self) -> Option<Duration> {
+        Some(MAX_NOTIFY_WAIT)
+    }
+
+    async fn notify_inventory(
+        &mut self,
+        afi: Option<u8>,
+        wait: Duration,
+    ) -> Result<TagOutcome<Vec<InventoryEntry>>, DeviceError> {
+        Ok(self.notify_inventory_items(afi, wait).await?)
     }
 
     /// With `poll_inputs` on: `[74]` after each inventory, reported when an input changed.

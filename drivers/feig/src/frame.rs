@@ -12,6 +12,7 @@
 //! [`BlocksReply::parse`], …).
 
 use std::fmt;
+use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 
@@ -81,13 +82,44 @@ pub mod iso {
 pub mod inventory_mode {
     /// MORE: fetch the rest of the data sets after status `94`.
     pub const MORE: u8 = 0x80;
-    /// NTFC: notification mode.
+    /// NTFC: notification mode, followed by NTFC_TIME ([`super::NtfcTime`]).
     pub const NOTIFY: u8 = 0x40;
     /// PRESC: presence check.
     pub const PRESENCE: u8 = 0x20;
     /// AFI: an AFI byte follows MODE. **\[unverified\]**: from FEIG reader manuals, not from a
     /// captured frame; PROTOCOLS.md lists only MORE/NTFC/PRESC.
     pub const AFI: u8 = 0x10;
+}
+
+/// NTFC_TIME of a notification inventory (MODE bit NTFC, PROTOCOLS.md §4.2): how long the
+/// reader holds the request while no transponder is in the field before it answers status
+/// `01`. It answers at once when a transponder is (or comes) into the field.
+///
+/// **\[unverified\]**: PROTOCOLS.md §4.2 says only that NTFC is "followed by NTFC_TIME".
+/// Assumed here: one byte right after MODE (before an AFI byte), in steps of
+/// [`NTFC_TIME_UNIT`] (100 ms, FEIG's usual time unit, as OS_TIME of `[71]`). Check against
+/// the reader family's manual or a capture; the encoding lives in [`Request::body`] and
+/// [`Request::from_raw`], the unit in [`NTFC_TIME_UNIT`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NtfcTime(pub u8);
+
+/// One step of [`NtfcTime`]. **\[unverified\]**, see there.
+pub const NTFC_TIME_UNIT: Duration = Duration::from_millis(100);
+
+impl NtfcTime {
+    /// The longest wait the byte can say (255 steps).
+    pub const MAX: Self = Self(u8::MAX);
+
+    /// The NTFC_TIME for at least `wait`: rounded up to whole steps, at most [`Self::MAX`].
+    pub fn at_least(wait: Duration) -> Self {
+        let steps = wait.as_nanos().div_ceil(NTFC_TIME_UNIT.as_nanos());
+        Self(u8::try_from(steps).unwrap_or(u8::MAX))
+    }
+
+    /// The wait this NTFC_TIME stands for.
+    pub fn wait(self) -> Duration {
+        NTFC_TIME_UNIT * u32::from(self.0)
+    }
 }
 
 /// The IC manufacturer code of NXP, used with `B1` custom commands.
@@ -504,6 +536,8 @@ pub enum Request {
         more: bool,
         /// Only tags with this AFI answer (AFI flag, see [`inventory_mode::AFI`]).
         afi: Option<u8>,
+        /// NTFC: hold the request until a tag is in the field, at most this long.
+        notify: Option<NtfcTime>,
     },
     /// `B0 23` read multiple blocks.
     ReadMultipleBlocks {
@@ -584,16 +618,21 @@ impl Request {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
-            Self::Inventory { more, afi } => {
+            Self::Inventory { more, afi, notify } => {
                 out.push(iso::INVENTORY);
                 let mut mode = 0;
                 if *more {
                     mode |= inventory_mode::MORE;
                 }
+                if notify.is_some() {
+                    mode |= inventory_mode::NOTIFY;
+                }
                 if afi.is_some() {
                     mode |= inventory_mode::AFI;
                 }
                 out.push(mode);
+                // [unverified] field order, see `NtfcTime`.
+                out.extend(notify.map(|t| t.0));
                 out.extend(afi);
             }
             Self::ReadMultipleBlocks {
@@ -711,6 +750,12 @@ impl Request {
         Ok(match r.u8("ISO command")? {
             iso::INVENTORY => {
                 let mode = r.u8("MODE")?;
+                // [unverified] field order, see `NtfcTime`.
+                let notify = if mode & inventory_mode::NOTIFY == 0 {
+                    None
+                } else {
+                    Some(NtfcTime(r.u8("NTFC_TIME")?))
+                };
                 let afi = if mode & inventory_mode::AFI == 0 {
                     None
                 } else {
@@ -719,6 +764,7 @@ impl Request {
                 Self::Inventory {
                     more: mode & inventory_mode::MORE != 0,
                     afi,
+                    notify,
                 }
             }
             iso::READ_MULTIPLE_BLOCKS => {

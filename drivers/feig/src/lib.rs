@@ -121,8 +121,14 @@ fn describe_request(d: &mut FrameDescription, request: &Request) {
     d.status = None;
     let f = &mut d.fields;
     match request {
-        Request::Inventory { more, afi } => {
+        Request::Inventory { more, afi, notify } => {
             f.insert("more".into(), more.to_string());
+            if let Some(ntfc_time) = notify {
+                f.insert(
+                    "ntfc_time_ms".into(),
+                    ntfc_time.wait().as_millis().to_string(),
+                );
+            }
             if let Some(afi) = afi {
                 f.insert("afi".into(), format!("{afi:02X}"));
             }

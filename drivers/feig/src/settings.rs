@@ -13,6 +13,8 @@
 //! path = "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A9XYZ-if00-port0"
 //! # baud 38400, 8E1 by default (PROTOCOLS.md §4.2)
 //! [devices.settings.poll]         # the shared read loop (rfidgw_driver::read_loop)
+//! mode = "poll"                   # or "notify": B0 01 NTFC, the reader answers on arrival
+//! notify_wait_ms = 2000           # notify: reader holds a request this long (100–25500)
 //! poll_interval_ms = 100
 //! memory_blocks = 8
 //! inventory_afi = "07"            # gate: only secured items answer (optional)
@@ -219,6 +221,11 @@ impl FeigSettings {
                 ),
             ));
         }
+        // FEIG readers have a notification inventory (MODE NTFC): `poll.mode = "notify"`
+        // works, with NTFC_TIME limiting the wait.
+        self.poll
+            .validate(Some(crate::driver::MAX_NOTIFY_WAIT))
+            .map_err(|e| SettingsError::new(format!("poll.{}", e.key), e.message))?;
         if self.driver.reply_timeout_ms == 0 {
             return Err(SettingsError::new(
                 "driver.reply_timeout_ms",
@@ -446,6 +453,10 @@ mod tests {
             (
                 "kind = \"simulator\"\n[driver]\nreply_timeout_ms = 0".to_owned(),
                 "driver.reply_timeout_ms: 0",
+            ),
+            (
+                "kind = \"simulator\"\n[poll]\nmode = \"notify\"\nnotify_wait_ms = 30000".to_owned(),
+                "poll.notify_wait_ms: 30000 is not 100 to 25500 ms",
             ),
             (
                 "kind = \"simulator\"\n[[simulator.tags]]\nuid = \"E004\"".to_owned(),

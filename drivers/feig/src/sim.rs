@@ -6,6 +6,9 @@
 //! injected (garbage bytes before a reply, no reply, a corrupted CRC, unplug = the stream
 //! is closed).
 //!
+//! A notification inventory (MODE NTFC) is held like a real reader holds it: answered as soon
+//! as a matching tag is in the field, or with `01` (no transponder) after its NTFC_TIME.
+//!
 //! The tag model keeps memory in tag order; like a real reader, the simulator sends each
 //! block MSB first (byte-reversed) and reverses written blocks back (PROTOCOLS.md §4.2).
 
@@ -103,6 +106,8 @@ struct State {
 pub struct SimHandle {
     state: Arc<Mutex<State>>,
     unplug: Arc<Notify>,
+    /// Wakes a held notification inventory when tags enter or leave the field.
+    field_changed: Arc<Notify>,
 }
 
 impl SimHandle {
@@ -120,6 +125,8 @@ impl SimHandle {
         let mut state = self.lock();
         state.tags.retain(|t| t.uid != tag.uid);
         state.tags.push(tag);
+        drop(state);
+        self.field_changed.notify_waiters();
     }
 
     /// Moves a tag out of the field (it keeps its state and can come back).
@@ -131,6 +138,30 @@ impl SimHandle {
     pub fn set_in_field(&self, uid: &Uid, in_field: bool) {
         if let Some(tag) = self.lock().tags.iter_mut().find(|t| &t.uid == uid) {
             tag.in_field = in_field;
+        }
+        self.field_changed.notify_waiters();
+    }
+
+    /// Holds a notification inventory for tags with `afi` until one is in the field or
+    /// `wait` passed (then the inventory answers `01`). `false` when unplugged meanwhile.
+    async fn hold_until_present(&self, afi: Option<u8>, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the check, so a change right after it is not missed.
+            let mut changed = std::pin::pin!(self.field_changed.notified());
+            changed.as_mut().enable();
+            if self.lock().tags.iter().any(|t| answers_inventory(t, afi)) {
+                return true;
+            }
+            tokio::select! {
+                () = self.unplug.notified() => {
+                    // Keep the unplug for the serving loop, which closes the stream.
+                    self.unplug.notify_one();
+                    return false;
+                }
+                () = &mut changed => {}
+                () = tokio::time::sleep_until(deadline) => return true,
+            }
         }
     }
 
@@ -239,6 +270,11 @@ pub struct FeigSimulator {
     address: u8,
 }
 
+/// Whether a tag answers an inventory for `afi`: it is in the field and its AFI matches.
+fn answers_inventory(tag: &VirtualTag, afi: Option<u8>) -> bool {
+    tag.in_field && afi.is_none_or(|a| afi_matches(a, tag.afi))
+}
+
 /// ISO 15693 AFI matching (PROTOCOLS.md §3.2).
 fn afi_matches(request: u8, tag: u8) -> bool {
     match (request >> 4, request & 0x0F) {
@@ -322,6 +358,16 @@ impl FeigSimulator {
             if raw.address != self.address && raw.address != crate::frame::BROADCAST_ADDRESS {
                 continue;
             }
+            // NTFC: hold the inventory until a matching tag is there or NTFC_TIME passed.
+            if let Ok(Request::Inventory {
+                more: false,
+                afi,
+                notify: Some(ntfc_time),
+            }) = Request::from_raw(&raw)
+                && !self.handle.hold_until_present(afi, ntfc_time.wait()).await
+            {
+                continue;
+            }
             let (fault, reply) = {
                 let mut state = self.handle.lock();
                 state.requests += 1;
@@ -376,7 +422,7 @@ impl FeigSimulator {
                 state.changed = 0;
                 ok(vec![inputs])
             }
-            Request::Inventory { more, afi } => self.inventory(state, raw, more, afi),
+            Request::Inventory { more, afi, .. } => self.inventory(state, raw, more, afi),
             Request::ReadMultipleBlocks {
                 addressing,
                 first,
@@ -423,7 +469,7 @@ impl FeigSimulator {
             state.pending_more = state
                 .tags
                 .iter()
-                .filter(|t| t.in_field && afi.is_none_or(|a| afi_matches(a, t.afi)))
+                .filter(|t| answers_inventory(t, afi))
                 .filter_map(|t| {
                     Some(InventoryItem {
                         tr_type: TR_TYPE_ISO15693,

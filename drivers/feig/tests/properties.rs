@@ -5,8 +5,8 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 use rfidgw_feig::codec::FeigCodec;
 use rfidgw_feig::frame::{
-    Addressing, BlocksReply, InventoryReply, NxpCommand, RawFrame, Reply, Request, SetOutput,
-    SystemInfoReply,
+    Addressing, BlocksReply, InventoryReply, NtfcTime, NxpCommand, RawFrame, Reply, Request,
+    SetOutput, SystemInfoReply,
 };
 use tokio_util::codec::Decoder;
 
@@ -23,8 +23,13 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::BaudDetect),
         Just(Request::SoftwareVersion),
         Just(Request::GetInput),
-        (any::<bool>(), any::<Option<u8>>())
-            .prop_map(|(more, afi)| Request::Inventory { more, afi }),
+        (any::<bool>(), any::<Option<u8>>(), any::<Option<u8>>()).prop_map(
+            |(more, afi, notify)| Request::Inventory {
+                more,
+                afi,
+                notify: notify.map(NtfcTime),
+            }
+        ),
         (addressing(), any::<u8>(), any::<u8>()).prop_map(|(addressing, first, count)| {
             Request::ReadMultipleBlocks {
                 addressing,

@@ -47,6 +47,7 @@ fn typed(id: &str) -> Option<Result<Request, RawFrame>> {
         "feig-inventory" => Request::Inventory {
             more: false,
             afi: None,
+            notify: None,
         },
         "feig-sw-version" => Request::SoftwareVersion,
         "feig-baud-detect" => Request::BaudDetect,
