@@ -13,6 +13,7 @@
 pub mod hex_serde;
 pub mod line;
 pub mod read_loop;
+pub mod sim_script;
 pub mod transport;
 
 pub use line::LineStats;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::FeigReader;
-use crate::settings::{FeigSettings, LINE_DEFAULTS};
+use crate::settings::{FeigSettings, LINE_DEFAULTS, SimulatorScript};
 use crate::sim::{FeigSimulator, ScriptedTag, SimHandle};
 
 /// A FEIG reader built from its settings.

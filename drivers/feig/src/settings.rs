@@ -36,8 +36,10 @@ use rfidgw_driver::transport::{LineDefaults, Parity, TransportConfig};
 use rfidgw_driver::{Uid, hex_serde};
 use serde::{Deserialize, Serialize};
 
-use crate::driver::{BLOCK_SIZE, Timing};
+use crate::driver::Timing;
 use crate::sim::{ScriptedTag, VirtualTag};
+
+pub use rfidgw_driver::sim_script::{SimTagSettings, SimulatorSettings};
 
 /// FEIG's serial defaults: 38400 baud, 8 data bits, even parity, 1 stop bit (PROTOCOLS.md §4.2).
 pub const LINE_DEFAULTS: LineDefaults = LineDefaults {
@@ -49,10 +51,6 @@ pub const LINE_DEFAULTS: LineDefaults = LineDefaults {
 
 /// PSST ceiling: FEIG allows at most 5 ms of silence before a request (PROTOCOLS.md §4.2).
 const MAX_PSST_MS: u64 = 5;
-
-/// ICODE SLIX user memory: 28 blocks of 4 bytes (PROTOCOLS.md §4.1); simulated tags get at
-/// least this much, as the 3M simulator's do.
-const SIM_MIN_BLOCKS: usize = 28;
 
 /// Settings of one FEIG reader.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,42 +100,6 @@ impl Default for DriverSettings {
     }
 }
 
-/// The virtual reader's script (same keys and defaults as the 3M simulator's).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SimulatorSettings {
-    /// Length of one round in milliseconds; the script repeats after it (0 = play once).
-    pub round_ms: u64,
-    /// The tags and when they are in the field.
-    pub tags: Vec<SimTagSettings>,
-}
-
-/// One scripted virtual tag.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimTagSettings {
-    /// UID, 8 bytes hex MSB first (`E004…`).
-    pub uid: Uid,
-    /// AFI (hex byte).
-    #[serde(default, with = "hex_serde::byte")]
-    pub afi: u8,
-    /// DSFID (hex byte).
-    #[serde(default, with = "hex_serde::byte")]
-    pub dsfid: u8,
-    /// NXP EAS bit.
-    #[serde(default)]
-    pub eas: bool,
-    /// User memory, hex, block 0 first; padded with zeros to 28 blocks.
-    #[serde(default, with = "hex_serde::bytes")]
-    pub memory: Vec<u8>,
-    /// When the tag enters the field, from the start of the round, in milliseconds.
-    #[serde(default)]
-    pub at_ms: u64,
-    /// How long it stays, in milliseconds; absent = it stays.
-    #[serde(default)]
-    pub stay_ms: Option<u64>,
-}
-
 /// Why settings cannot work, naming the key.
 #[derive(Debug, thiserror::Error)]
 #[error("{key}: {message}")]
@@ -157,45 +119,32 @@ impl SettingsError {
     }
 }
 
-impl SimulatorSettings {
+/// FEIG's virtual tags from the shared `simulator` table.
+pub trait SimulatorScript {
     /// The script, checked: every tag starts outside the field unless it enters at 0 ms.
-    pub fn script(&self) -> Result<Vec<ScriptedTag>, SettingsError> {
-        self.tags
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                if t.uid.as_bytes().len() != 8 {
-                    return Err(SettingsError::new(
-                        format!("simulator.tags[{i}].uid"),
-                        format!("{} is not 8 bytes (16 hex digits, ISO 15693)", t.uid),
-                    ));
-                }
-                let block = usize::from(BLOCK_SIZE);
-                let blocks = t.memory.len().div_ceil(block).max(SIM_MIN_BLOCKS);
-                // Block numbers are one byte on the air and in ISO-Host requests.
-                if blocks > 255 {
-                    return Err(SettingsError::new(
-                        format!("simulator.tags[{i}].memory"),
-                        format!("{} bytes are more than 255 blocks", t.memory.len()),
-                    ));
-                }
-                let mut memory = t.memory.clone();
-                memory.resize(blocks * block, 0);
-                let at = Duration::from_millis(t.at_ms);
-                Ok(ScriptedTag {
-                    tag: VirtualTag {
-                        afi: t.afi,
-                        dsfid: t.dsfid,
-                        eas: t.eas,
-                        memory,
-                        in_field: at.is_zero(),
-                        ..VirtualTag::new(t.uid.clone())
-                    },
-                    at,
-                    stay: t.stay_ms.map(Duration::from_millis),
-                })
+    fn script(&self) -> Result<Vec<ScriptedTag>, SettingsError>;
+}
+
+impl SimulatorScript for SimulatorSettings {
+    fn script(&self) -> Result<Vec<ScriptedTag>, SettingsError> {
+        let entries = self
+            .entries()
+            .map_err(|e| SettingsError::new(e.key, e.message))?;
+        Ok(entries
+            .into_iter()
+            .map(|entry| ScriptedTag {
+                tag: VirtualTag {
+                    afi: entry.afi,
+                    dsfid: entry.dsfid,
+                    eas: entry.eas,
+                    memory: entry.memory,
+                    in_field: entry.at.is_zero(),
+                    ..VirtualTag::new(Uid::new(entry.uid))
+                },
+                at: entry.at,
+                stay: entry.stay,
             })
-            .collect()
+            .collect())
     }
 }
 

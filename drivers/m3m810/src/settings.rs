@@ -28,16 +28,15 @@ use std::time::Duration;
 use rfidgw_driver::hex_serde;
 use rfidgw_driver::read_loop::{self, HfCommand, ReadLoopConfig};
 use rfidgw_driver::transport::{self, BoxTransport, LineDefaults, Parity, TransportConfig};
-use rfidgw_driver::{
-    Device, DeviceError, DeviceEvent, DeviceEventSink, DeviceFuture, LinkState, Uid,
-};
+use rfidgw_driver::{Device, DeviceError, DeviceEvent, DeviceEventSink, DeviceFuture, LinkState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{DriverConfig, M3m810Reader};
-use crate::frame::{BLOCK_SIZE, UID_LEN};
 use crate::sim::{ScriptedTag, SimPad, VirtualTag};
+
+pub use rfidgw_driver::sim_script::{SimTagSettings, SimulatorSettings};
 
 /// The 3M 810's serial line: 19200 baud, 8N1, no handshake (PROTOCOLS.md §4.3).
 pub const LINE_DEFAULTS: LineDefaults = LineDefaults {
@@ -144,76 +143,32 @@ impl DriverSettings {
     }
 }
 
-/// The virtual pad's script.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SimulatorSettings {
-    /// Length of one round in milliseconds; the script repeats after it (0 = play once).
-    pub round_ms: u64,
-    /// The tags and when they are on the pad.
-    pub tags: Vec<SimTagSettings>,
-}
-
-/// One scripted virtual tag.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimTagSettings {
-    /// UID, 8 bytes hex MSB first.
-    pub uid: Uid,
-    /// AFI (hex byte).
-    #[serde(default, with = "hex_serde::byte")]
-    pub afi: u8,
-    /// DSFID (hex byte).
-    #[serde(default, with = "hex_serde::byte")]
-    pub dsfid: u8,
-    /// NXP EAS bit.
-    #[serde(default)]
-    pub eas: bool,
-    /// User memory, hex, block 0 first; padded with zeros to 28 blocks.
-    #[serde(default, with = "hex_serde::bytes")]
-    pub memory: Vec<u8>,
-    /// When the tag is put on the pad, from the start of the round, in milliseconds.
-    #[serde(default)]
-    pub at_ms: u64,
-    /// How long it stays, in milliseconds; absent = it stays.
-    #[serde(default)]
-    pub stay_ms: Option<u64>,
-}
-
-impl SimulatorSettings {
+/// The 3M 810's virtual tags from the shared `simulator` table.
+pub trait SimulatorScript {
     /// The script, checked.
-    pub fn script(&self) -> Result<Vec<ScriptedTag>, SettingsError> {
-        self.tags
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let uid =
-                    <[u8; UID_LEN]>::try_from(t.uid.as_bytes()).map_err(|_| SettingsError {
-                        key: format!("simulator.tags[{i}].uid"),
-                        message: format!("{} is not 8 bytes (16 hex digits)", t.uid),
-                    })?;
-                let mut memory = t.memory.clone();
-                let blocks = memory.len().div_ceil(BLOCK_SIZE).max(28);
-                if blocks > 255 {
-                    return Err(SettingsError {
-                        key: format!("simulator.tags[{i}].memory"),
-                        message: format!("{} bytes are more than 255 blocks", t.memory.len()),
-                    });
-                }
-                memory.resize(blocks * BLOCK_SIZE, 0);
-                Ok(ScriptedTag {
-                    tag: VirtualTag {
-                        afi: t.afi,
-                        dsfid: t.dsfid,
-                        eas: t.eas,
-                        memory,
-                        ..VirtualTag::new(uid)
-                    },
-                    at: Duration::from_millis(t.at_ms),
-                    stay: t.stay_ms.map(Duration::from_millis),
-                })
+    fn script(&self) -> Result<Vec<ScriptedTag>, SettingsError>;
+}
+
+impl SimulatorScript for SimulatorSettings {
+    fn script(&self) -> Result<Vec<ScriptedTag>, SettingsError> {
+        let entries = self.entries().map_err(|e| SettingsError {
+            key: e.key,
+            message: e.message,
+        })?;
+        Ok(entries
+            .into_iter()
+            .map(|entry| ScriptedTag {
+                tag: VirtualTag {
+                    afi: entry.afi,
+                    dsfid: entry.dsfid,
+                    eas: entry.eas,
+                    memory: entry.memory,
+                    ..VirtualTag::new(entry.uid)
+                },
+                at: entry.at,
+                stay: entry.stay,
             })
-            .collect()
+            .collect())
     }
 }
 
