@@ -137,6 +137,46 @@ impl SimulatorSettings {
     }
 }
 
+/// Plays a script's timeline: for every entry `(at, stay)` calls `apply(index, true)` when
+/// it enters and, if it has a `stay`, `apply(index, false)` when it leaves, in time order
+/// from the start of each round. With `repeat` it starts again every `round` (at least
+/// 1 ms); otherwise it returns after the last step. Uses `tokio::time`, so simulators run
+/// under paused time in tests.
+pub async fn play_timeline(
+    timeline: &[(Duration, Option<Duration>)],
+    round: Duration,
+    repeat: bool,
+    mut apply: impl FnMut(usize, bool),
+) {
+    let mut steps: Vec<(Duration, bool, usize)> = Vec::new();
+    for (index, (at, stay)) in timeline.iter().enumerate() {
+        steps.push((*at, true, index));
+        if let Some(stay) = stay {
+            steps.push((at.saturating_add(*stay), false, index));
+        }
+    }
+    // Stable: a tag leaving at the same instant another enters keeps script order.
+    steps.sort_by_key(|(at, _, _)| *at);
+    loop {
+        let start = tokio::time::Instant::now();
+        for (at, enter, index) in &steps {
+            // A script time too far out for the clock never comes.
+            let Some(due) = start.checked_add(*at) else {
+                return;
+            };
+            tokio::time::sleep_until(due).await;
+            apply(*index, *enter);
+        }
+        if !repeat {
+            return;
+        }
+        let Some(next_round) = start.checked_add(round.max(Duration::from_millis(1))) else {
+            return;
+        };
+        tokio::time::sleep_until(next_round).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +243,35 @@ mod tests {
             assert_eq!((error.key.as_str(), error.message.as_str()), (key, message));
             assert_eq!(error.to_string(), format!("{key}: {message}"));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeline_plays_entries_and_departures_in_time_order() {
+        let start = tokio::time::Instant::now();
+        let timeline = [
+            (Duration::from_millis(100), Some(Duration::from_millis(300))),
+            (Duration::from_millis(200), Some(Duration::from_millis(100))),
+            (Duration::from_millis(250), None),
+        ];
+        let mut seen = Vec::new();
+        play_timeline(
+            &timeline,
+            Duration::from_secs(1),
+            false,
+            |index, entered| {
+                seen.push((start.elapsed().as_millis(), index, entered));
+            },
+        )
+        .await;
+        assert_eq!(
+            seen,
+            [
+                (100, 0, true),
+                (200, 1, true),
+                (250, 2, true),
+                (300, 1, false),
+                (400, 0, false)
+            ]
+        );
     }
 }

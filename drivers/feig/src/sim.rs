@@ -214,33 +214,11 @@ impl SimHandle {
     /// from one presence to the next, like a real book. Tags not in the script are left
     /// alone.
     pub async fn play(&self, script: &[ScriptedTag], round: Duration, repeat: bool) {
-        let mut steps: Vec<(Duration, bool, &Uid)> = Vec::new();
-        for scripted in script {
-            steps.push((scripted.at, true, &scripted.tag.uid));
-            if let Some(stay) = scripted.stay {
-                steps.push((scripted.at.saturating_add(stay), false, &scripted.tag.uid));
-            }
-        }
-        // Stable: a tag leaving at the same instant another enters keeps script order.
-        steps.sort_by_key(|(at, _, _)| *at);
-        loop {
-            let start = tokio::time::Instant::now();
-            for (at, enter, uid) in &steps {
-                // A script time too far out for the clock never comes.
-                let Some(due) = start.checked_add(*at) else {
-                    return;
-                };
-                tokio::time::sleep_until(due).await;
-                self.set_in_field(uid, *enter);
-            }
-            if !repeat {
-                return;
-            }
-            let Some(next_round) = start.checked_add(round.max(Duration::from_millis(1))) else {
-                return;
-            };
-            tokio::time::sleep_until(next_round).await;
-        }
+        let timeline: Vec<_> = script.iter().map(|s| (s.at, s.stay)).collect();
+        rfidgw_driver::sim_script::play_timeline(&timeline, round, repeat, |index, entered| {
+            self.set_in_field(&script[index].tag.uid, entered);
+        })
+        .await;
     }
 }
 

@@ -300,37 +300,16 @@ impl SimPad {
     /// Plays `script` (tags entering and leaving the field) once or forever. Runs on
     /// `tokio::time`, so tests drive it with paused time.
     pub async fn play(&self, script: &[ScriptedTag], round: Duration, repeat: bool) {
-        let mut steps: Vec<(Duration, bool, &ScriptedTag)> = Vec::new();
-        for tag in script {
-            steps.push((tag.at, true, tag));
-            if let Some(stay) = tag.stay {
-                steps.push((tag.at.saturating_add(stay), false, tag));
+        let timeline: Vec<_> = script.iter().map(|s| (s.at, s.stay)).collect();
+        rfidgw_driver::sim_script::play_timeline(&timeline, round, repeat, |index, entered| {
+            let tag = &script[index].tag;
+            if entered {
+                self.place(tag.clone());
+            } else {
+                self.remove(&tag.uid);
             }
-        }
-        // Stable: a tag leaving at the same instant another enters keeps script order.
-        steps.sort_by_key(|(at, _, _)| *at);
-        loop {
-            let start = tokio::time::Instant::now();
-            for (at, enter, tag) in &steps {
-                // A script time too far out for the clock never comes.
-                let Some(due) = start.checked_add(*at) else {
-                    return;
-                };
-                tokio::time::sleep_until(due).await;
-                if *enter {
-                    self.place(tag.tag.clone());
-                } else {
-                    self.remove(&tag.tag.uid);
-                }
-            }
-            if !repeat {
-                return;
-            }
-            let Some(next_round) = start.checked_add(round.max(Duration::from_millis(1))) else {
-                return;
-            };
-            tokio::time::sleep_until(next_round).await;
-        }
+        })
+        .await;
     }
 }
 
