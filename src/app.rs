@@ -7,6 +7,7 @@
 //! then the pipeline drains, then the journal commits what is left, then the store closes.
 //! Nothing that was handed to the journal is dropped on a graceful stop.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,13 +18,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, ApiState, PeerStatus};
-use crate::bus::Event;
+use rfidgw_driver::{CommandMailbox, DeviceHandle};
+
+use crate::api::{self, ApiState};
+use crate::bus::{ALARM_KINDS, Event, StationControl};
 use crate::config::Config;
 use crate::ils::{Ils, IlsError};
 use crate::notify;
-use crate::pipeline::{self, Progress, TagDecoder};
+use crate::pipeline::{self, DevicePipeline, JournalHealth, Progress};
 use crate::registry::Registry;
+use crate::station::loans::LoansCache;
+use crate::station::{StationContext, StationRunner, StationsStatus};
+use crate::status::PeerStatus;
 use crate::store::{Store, StoreError};
 use crate::supervisor::{self, DeviceTaskContext};
 
@@ -72,6 +78,10 @@ pub struct Daemon {
     journal: JoinHandle<()>,
     background: TaskTracker,
     api_addr: Option<SocketAddr>,
+    handles: HashMap<String, DeviceHandle>,
+    stations: StationsStatus,
+    controls: mpsc::Sender<StationControl>,
+    loans: LoansCache,
 }
 
 impl Daemon {
@@ -88,19 +98,14 @@ impl Daemon {
 
         let background = TaskTracker::new();
         let background_cancel = CancellationToken::new();
+        let health = JournalHealth::default();
         let journal = tokio::spawn(pipeline::run_journal(
             events_rx,
             store.clone(),
             published.clone(),
             progress.clone(),
             config.store.batch_max,
-        ));
-        let decoder: Option<TagDecoder> = Some(pipeline::site_decoder(config.tags.clone()));
-        let pipeline = tokio::spawn(pipeline::run_devices(
-            reports_rx,
-            events.clone(),
-            registry.clone(),
-            decoder,
+            health.clone(),
         ));
 
         // The ILS starts connecting in the background; READY never waits for it.
@@ -112,12 +117,54 @@ impl Daemon {
             Arc::new(move || ils.peers())
         };
 
+        // Every device's mailbox lives as long as the daemon; stations hold the handles.
+        let mailboxes: HashMap<String, Arc<CommandMailbox>> = config
+            .devices
+            .iter()
+            .map(|d| (d.id.clone(), Arc::new(CommandMailbox::new(d.id.clone()))))
+            .collect();
+        let handles: HashMap<String, DeviceHandle> = mailboxes
+            .iter()
+            .map(|(id, mailbox)| (id.clone(), mailbox.handle()))
+            .collect();
+        let loans = LoansCache::load(store.clone(), &config.loans).await?;
+        let stations = StationsStatus::default();
+        let runner = StationRunner::new(
+            &config.stations,
+            StationContext {
+                security: config.tags.security,
+                site_has_owners: !config.tags.owners.is_empty(),
+                handles: handles.clone(),
+                loans: loans.clone(),
+                ils: ils.pool().cloned(),
+                events: events.clone(),
+                status: stations.clone(),
+            },
+        );
+        let (controls, controls_rx) = mpsc::channel(16);
+        let pipeline = tokio::spawn(
+            DevicePipeline {
+                registry: registry.clone(),
+                decoder: pipeline::site_decoder(config.tags.clone()),
+                stations: Box::new(runner),
+                journal: events.clone(),
+                health: health.clone(),
+            }
+            .run(reports_rx, controls_rx),
+        );
+
         let api_addr = if config.api.enabled {
             let state = ApiState {
                 registry: registry.clone(),
                 store: store.clone(),
                 started,
                 peers: peers.clone(),
+                stations: stations.clone(),
+                journal_health: health.clone(),
+                controls: controls.clone(),
+                events: events.downgrade(),
+                published: published.clone(),
+                loans: loans.clone(),
             };
             Some(serve_api(config.api.listen, state, &background, &background_cancel).await?)
         } else {
@@ -134,6 +181,7 @@ impl Daemon {
         let devices_cancel = CancellationToken::new();
         spawn_devices(
             &config,
+            &mailboxes,
             &devices,
             &devices_cancel,
             &DeviceTaskContext {
@@ -144,10 +192,11 @@ impl Daemon {
             },
         );
 
-        if config.store.journal_keep_days > 0 {
+        if config.store.journal_keep_days > 0 || config.store.alarm_keep_days > 0 {
             background.spawn(prune_journal(
                 store.clone(),
                 config.store.journal_keep_days,
+                config.store.alarm_keep_days,
                 background_cancel.clone(),
             ));
         }
@@ -182,7 +231,31 @@ impl Daemon {
             journal,
             background,
             api_addr,
+            handles,
+            stations,
+            controls,
+            loans,
         })
+    }
+
+    /// Command handles of every device (valid for the daemon's life, across restarts).
+    pub fn handles(&self) -> &HashMap<String, DeviceHandle> {
+        &self.handles
+    }
+
+    /// The stations' live state.
+    pub fn stations(&self) -> &StationsStatus {
+        &self.stations
+    }
+
+    /// Where staff requests to stations go (the API uses it; so can tests).
+    pub fn controls(&self) -> &mpsc::Sender<StationControl> {
+        &self.controls
+    }
+
+    /// The gate's loans cache.
+    pub fn loans(&self) -> &LoansCache {
+        &self.loans
     }
 
     /// The address the API listens on (useful with port 0).
@@ -246,6 +319,7 @@ impl Daemon {
         // Every device task has ended and dropped its senders; dropping ours lets the
         // pipeline drain what is left and end, and then the journal writer.
         drop(self.reports);
+        drop(self.controls);
         let _ = self.pipeline.await;
         drop(self.events);
         let _ = self.journal.await;
@@ -255,9 +329,10 @@ impl Daemon {
     }
 }
 
-/// One supervised task per configured device.
+/// One supervised task per configured device, each with its life-long mailbox.
 fn spawn_devices(
     config: &Config,
+    mailboxes: &HashMap<String, Arc<CommandMailbox>>,
     tasks: &TaskTracker,
     cancel: &CancellationToken,
     ctx: &DeviceTaskContext,
@@ -265,6 +340,7 @@ fn spawn_devices(
     for device in &config.devices {
         tasks.spawn(supervisor::run_device(
             device.clone(),
+            mailboxes[&device.id].clone(),
             ctx.clone(),
             cancel.clone(),
         ));
@@ -299,20 +375,40 @@ async fn serve_api(
     Ok(addr)
 }
 
-/// Deletes journal rows older than `keep_days`, at start and then hourly.
-async fn prune_journal(store: Store, keep_days: u32, cancel: CancellationToken) {
-    let keep = Duration::from_hours(24) * keep_days;
+/// Deletes journal rows older than `keep_days` and alarm records older than
+/// `alarm_keep_days` (0: no limit of its own), at start and then hourly.
+async fn prune_journal(
+    store: Store,
+    keep_days: u32,
+    alarm_keep_days: u32,
+    cancel: CancellationToken,
+) {
+    let days = |n: u32| Duration::from_hours(24) * n;
     let mut tick = tokio::time::interval(Duration::from_hours(1));
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let cutoff = std::time::SystemTime::now() - keep;
-        match store.prune_journal(cutoff).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, keep_days, "pruned old journal rows"),
-            Err(error) => tracing::warn!(%error, "journal pruning failed; will retry in an hour"),
+        let now = std::time::SystemTime::now();
+        if keep_days > 0 {
+            match store.prune_journal(now - days(keep_days)).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, keep_days, "pruned old journal rows"),
+                Err(error) => {
+                    tracing::warn!(%error, "journal pruning failed; will retry in an hour")
+                }
+            }
+        }
+        if alarm_keep_days > 0 {
+            match store
+                .prune_kinds(&ALARM_KINDS, now - days(alarm_keep_days))
+                .await
+            {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, alarm_keep_days, "pruned old alarm records"),
+                Err(error) => tracing::warn!(%error, "alarm pruning failed; will retry in an hour"),
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! them on a broadcast channel, so every observer (API, tests, later MQTT) sees only
 //! events that are already durable.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rfidgw_driver::{DeviceEvent, DeviceReport, LinkState};
@@ -58,11 +59,119 @@ pub enum Event {
         station: Option<String>,
         /// The device's report.
         report: DeviceReport,
-        /// What the tag decoder made of a tag's memory (`tag_arrived` only).
+        /// What the tag decoder made of a tag's memory (`tag_arrived` only), typed; JSON is
+        /// made only at the edge ([`Event::to_journal`]).
         #[serde(skip_serializing_if = "Option::is_none")]
-        decoded: Option<serde_json::Value>,
+        decoded: Option<Arc<rfidgw_tag::DecodedTag>>,
+        /// Why a presence ended when the tag did not leave by itself (the device stopped).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A gate raised an alarm (decided before the disk; journaled right after). No patron
+    /// data is ever part of it.
+    GateAlarm(GateAlarm),
+    /// A gate let an item pass under a `log` policy: the reason it looked suspicious.
+    GateNotice {
+        /// The gate.
+        station: String,
+        /// The reader.
+        device: String,
+        /// The tag.
+        uid: String,
+        /// The item id, when readable.
+        item: Option<String>,
+        /// `unreadable`, `unknown_state`, `foreign`, `no_owner`.
+        reason: &'static str,
+    },
+    /// An alarm's output command did not get done (device down, refused, too late).
+    AlarmOutputFailed {
+        /// The alarm.
+        alarm_id: String,
+        /// The gate.
+        station: String,
+        /// The device whose outputs were to be driven.
+        device: String,
+        /// Why.
+        error: String,
+    },
+    /// The title of an alarmed item, looked up from the ILS after the alarm.
+    AlarmTitle {
+        /// The alarm.
+        alarm_id: String,
+        /// The gate.
+        station: String,
+        /// The item.
+        item: String,
+        /// Its title.
+        title: String,
+    },
+    /// Staff acknowledged an alarm.
+    AlarmAcknowledged {
+        /// The alarm.
+        alarm_id: String,
+        /// Who (the API caller or CLI user, as they gave it).
+        by: String,
+    },
+    /// Staff silenced a gate's outputs until a time, or ended a silence (`until_ms: None`).
+    GateSilenced {
+        /// The gate.
+        station: String,
+        /// Until when, ms since the Unix epoch; `None` ends the silence.
+        until_ms: Option<u64>,
+    },
+    /// A gate's people-counting interval closed.
+    PeopleCounted {
+        /// The gate.
+        station: String,
+        /// People in during the interval.
+        entered: u64,
+        /// People out during the interval.
+        left: u64,
+        /// The interval's length in seconds.
+        interval_s: u64,
     },
 }
+
+/// A gate alarm as journaled and shown by the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GateAlarm {
+    /// The alarm's id (`A` + ms since the epoch + `-` + a sequence number), for acknowledging.
+    pub alarm_id: String,
+    /// The gate.
+    pub station: String,
+    /// The reader that saw the item first.
+    pub device: String,
+    /// The tag.
+    pub uid: String,
+    /// The item id, when the tag could be read.
+    pub item: Option<String>,
+    /// `secured`, `not_on_loan`, `unreadable`, `unknown_state`, `foreign`, `no_owner`.
+    pub reason: &'static str,
+    /// Whether the gate was silenced (no outputs driven).
+    pub silenced: bool,
+}
+
+/// A request from staff (through the API) to a station, answered on `reply`.
+#[derive(Debug)]
+pub enum StationControl {
+    /// Silence a gate's outputs for its configured time (`on`), or end a silence.
+    Silence {
+        /// The gate.
+        station: String,
+        /// `true` silences, `false` ends the silence.
+        on: bool,
+        /// Until when (ms since the epoch; `None` when ended), or why not.
+        reply: tokio::sync::oneshot::Sender<Result<Option<u64>, String>>,
+    },
+}
+
+/// The journal kinds that are alarm records (kept for `stations.alarm_keep_days`).
+pub const ALARM_KINDS: [&str; 4] = [
+    "gate_alarm",
+    "alarm_title",
+    "alarm_acknowledged",
+    "alarm_output_failed",
+];
 
 impl Event {
     /// The journal's `kind` for this event.
@@ -73,11 +182,19 @@ impl Event {
             Self::DeviceStarted { .. } => "device_started",
             Self::DeviceFailed { .. } => "device_failed",
             Self::PeerChanged { .. } => "peer_changed",
+            Self::GateAlarm(_) => "gate_alarm",
+            Self::GateNotice { .. } => "gate_notice",
+            Self::AlarmOutputFailed { .. } => "alarm_output_failed",
+            Self::AlarmTitle { .. } => "alarm_title",
+            Self::AlarmAcknowledged { .. } => "alarm_acknowledged",
+            Self::GateSilenced { .. } => "gate_silenced",
+            Self::PeopleCounted { .. } => "people_counted",
             Self::Device { report, .. } => match &report.event {
                 DeviceEvent::TagArrived(_) => "tag_arrived",
                 DeviceEvent::TagDeparted { .. } => "tag_departed",
                 DeviceEvent::Card(_) => "card_read",
                 DeviceEvent::Inputs(_) => "inputs_changed",
+                DeviceEvent::Stopped { .. } => "device_stopped",
                 DeviceEvent::Health {
                     link: LinkState::Connected,
                     ..
@@ -101,11 +218,20 @@ impl Event {
                 station,
                 report,
                 decoded,
+                reason,
             } => {
                 let mut payload = serde_json::to_value(&report.event)
                     .unwrap_or_else(|e| json!({ "unserialisable": e.to_string() }));
-                if let (Some(decoded), Some(map)) = (decoded, payload.as_object_mut()) {
-                    map.insert("decoded".into(), decoded.clone());
+                if let Some(map) = payload.as_object_mut() {
+                    if let Some(decoded) = decoded {
+                        map.insert(
+                            "decoded".into(),
+                            serde_json::to_value(&**decoded).unwrap_or_default(),
+                        );
+                    }
+                    if let Some(reason) = reason {
+                        map.insert("reason".into(), json!(reason));
+                    }
                 }
                 (
                     report.at,
@@ -120,14 +246,37 @@ impl Event {
                 None,
                 serde_json::to_value(self).unwrap_or_default(),
             ),
-            Self::DaemonStarted { .. } | Self::DaemonStopping { .. } | Self::PeerChanged { .. } => {
-                (
-                    SystemTime::now(),
-                    None,
-                    None,
-                    serde_json::to_value(self).unwrap_or_default(),
-                )
+            Self::GateAlarm(GateAlarm {
+                station, device, ..
+            })
+            | Self::GateNotice {
+                station, device, ..
             }
+            | Self::AlarmOutputFailed {
+                station, device, ..
+            } => (
+                SystemTime::now(),
+                Some(device.clone()),
+                Some(station.clone()),
+                serde_json::to_value(self).unwrap_or_default(),
+            ),
+            Self::AlarmTitle { station, .. }
+            | Self::GateSilenced { station, .. }
+            | Self::PeopleCounted { station, .. } => (
+                SystemTime::now(),
+                None,
+                Some(station.clone()),
+                serde_json::to_value(self).unwrap_or_default(),
+            ),
+            Self::DaemonStarted { .. }
+            | Self::DaemonStopping { .. }
+            | Self::PeerChanged { .. }
+            | Self::AlarmAcknowledged { .. } => (
+                SystemTime::now(),
+                None,
+                None,
+                serde_json::to_value(self).unwrap_or_default(),
+            ),
         };
         JournalEntry {
             at,
@@ -151,10 +300,19 @@ mod tests {
             at: SystemTime::UNIX_EPOCH,
             event: DeviceEvent::TagArrived(TagRead::uid_only(Uid::new([0xE0, 0x04]))),
         };
+        let decoded = rfidgw_tag::decode(
+            &rfidgw_tag::parse_hex(
+                "11010131313232333334340000000000000000513E4445373035000000000000",
+            )
+            .unwrap(),
+            &rfidgw_tag::TagHints::default(),
+            &rfidgw_tag::SiteConfig::default(),
+        );
         let event = Event::Device {
             station: Some("exit".into()),
             report,
-            decoded: Some(json!({"primary_item_id": "1234"})),
+            decoded: Some(Arc::new(decoded)),
+            reason: None,
         };
         let entry = event.to_journal();
         assert_eq!(entry.kind, "tag_arrived");
@@ -162,7 +320,7 @@ mod tests {
         assert_eq!(entry.station.as_deref(), Some("exit"));
         assert_eq!(entry.at, SystemTime::UNIX_EPOCH);
         assert_eq!(entry.payload["uid"], "E004");
-        assert_eq!(entry.payload["decoded"]["primary_item_id"], "1234");
+        assert_eq!(entry.payload["decoded"]["primary_item_id"], "11223344");
     }
 
     #[test]

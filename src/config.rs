@@ -43,6 +43,9 @@ pub struct Config {
     /// Stations: a gate, a return sorter, a self-check pad, each with its devices.
     #[serde(default)]
     pub stations: Vec<StationConfig>,
+    /// The gate's loans cache (database security mode).
+    #[serde(default)]
+    pub loans: crate::station::loans::LoansConfig,
 }
 
 /// Process-wide settings (`[daemon]`).
@@ -99,6 +102,10 @@ pub struct StoreConfig {
     /// Journal rows older than this many days are deleted (hourly); 0 keeps everything.
     /// An SD card in a Pi is small: a busy gate writes ~100k rows a day.
     pub journal_keep_days: u32,
+    /// Gate alarm records (alarms, their titles, acknowledgements) older than this many
+    /// days are deleted, even when the journal keeps other rows longer; 0 keeps them as
+    /// long as the journal does.
+    pub alarm_keep_days: u32,
 }
 
 impl Default for StoreConfig {
@@ -107,6 +114,7 @@ impl Default for StoreConfig {
             file: PathBuf::from("rfidgw.db"),
             batch_max: 256,
             journal_keep_days: 90,
+            alarm_keep_days: 30,
         }
     }
 }
@@ -140,6 +148,9 @@ pub struct StationConfig {
     pub kind: StationKind,
     /// The ids of the devices that belong to it.
     pub devices: Vec<String>,
+    /// Gate settings (`[stations.gate]`, only for `kind = "gate"`; defaults without it).
+    #[serde(default)]
+    pub gate: Option<crate::station::gate::GateConfig>,
 }
 
 /// What a station does.
@@ -278,6 +289,9 @@ impl Config {
                 }
             }
         }
+        for station in &self.stations {
+            self.validate_gate(station, &invalid)?;
+        }
         if let Err(e) = self.tags.validate() {
             // The tag crate's messages already start with the `tags.…` key.
             let text = e.to_string();
@@ -295,6 +309,116 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.daemon.log_level) {
             return Err(invalid("daemon.log_level".into(), e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// A gate's outputs and counting name devices of the gate, and its readers see every
+    /// tag its policies need (issue 8: an inventory limited to one AFI hides foreign items).
+    fn validate_gate(
+        &self,
+        station: &StationConfig,
+        invalid: &dyn Fn(String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let Some(gate) = &station.gate else {
+            return Ok(());
+        };
+        let key = |rest: &str| format!("stations.{}.gate.{rest}", station.id);
+        if station.kind != StationKind::Gate {
+            return Err(invalid(
+                format!("stations.{}.gate", station.id),
+                "a [stations.gate] section belongs to a station of kind \"gate\"".into(),
+            ));
+        }
+        for (n, output) in gate.alarm.outputs.iter().enumerate() {
+            if !station.devices.contains(&output.device) {
+                return Err(invalid(
+                    key(&format!("alarm.outputs[{n}].device")),
+                    format!(
+                        "`{}` is not one of this gate's devices ({})",
+                        output.device,
+                        station.devices.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(counting) = &gate.counting {
+            if !station.devices.contains(&counting.device) {
+                return Err(invalid(
+                    key("counting.device"),
+                    format!("`{}` is not one of this gate's devices", counting.device),
+                ));
+            }
+            for (name, input) in [
+                ("outer_input", counting.outer_input),
+                ("inner_input", counting.inner_input),
+            ] {
+                if !(1..=3).contains(&input) {
+                    return Err(invalid(
+                        key(&format!("counting.{name}")),
+                        format!("{input} is not an input of the reader (1 to 3)"),
+                    ));
+                }
+            }
+            if counting.outer_input == counting.inner_input {
+                return Err(invalid(
+                    key("counting.inner_input"),
+                    "the two barriers need two different inputs".into(),
+                ));
+            }
+        }
+        if gate.alarm.command_deadline_ms == 0 {
+            return Err(invalid(
+                key("alarm.command_deadline_ms"),
+                "must be at least 1".into(),
+            ));
+        }
+        self.validate_gate_afi_filter(station, gate)
+            .map_err(|(device, problem)| {
+                invalid(
+                    format!("devices.{device}.settings.poll.inventory_afi"),
+                    problem,
+                )
+            })
+    }
+
+    /// A reader that inventories only secured items (one AFI) never sees foreign items,
+    /// items whose AFI the site does not use, or anything in database or EAS mode: refuse
+    /// the combination when the gate's policies or security mode need those tags.
+    fn validate_gate_afi_filter(
+        &self,
+        station: &StationConfig,
+        gate: &crate::station::gate::GateConfig,
+    ) -> Result<(), (String, String)> {
+        use crate::station::gate::Policy;
+        use rfidgw_tag::SecurityMode;
+        let needs_every_tag = match self.tags.security.mode {
+            SecurityMode::Afi => {
+                gate.policy.foreign == Policy::Alarm
+                    || gate.policy.unknown == Policy::Alarm
+                    || gate.policy.unreadable == Policy::Alarm
+            }
+            SecurityMode::Eas | SecurityMode::EpcBit | SecurityMode::Database => true,
+        };
+        if !needs_every_tag {
+            return Ok(());
+        }
+        for id in &station.devices {
+            let Some(device) = self.devices.iter().find(|d| &d.id == id) else {
+                continue;
+            };
+            if let Some(afi) = device.inventory_afi_filter() {
+                return Err((
+                    id.clone(),
+                    format!(
+                        "this reader only sees tags with AFI {afi:02X}, but gate `{}` needs \
+                         every tag (security mode {:?}, or a policy set to \"alarm\" for \
+                         foreign, unknown or unreadable items); remove the filter (and any \
+                         filter set in the reader's own configuration, e.g. FEIG CFG4)",
+                        station.id, self.tags.security.mode
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::PeerStatus;
 use crate::bus::Event;
+use crate::status::PeerStatus;
 
 /// `ils.sip2.addr` value that means "the built-in simulator, wherever it listens".
 pub const SIMULATOR_ADDR: &str = "simulator";

@@ -14,5 +14,7 @@ pub mod logging;
 pub mod notify;
 pub mod pipeline;
 pub mod registry;
+pub mod station;
+pub mod status;
 pub mod store;
 pub mod supervisor;

@@ -4,10 +4,23 @@
 //! unreliable). The supervisor records the failure, waits, builds a fresh device from
 //! config and runs it again. A device that ran for a while before failing starts again
 //! from the shortest pause, so one glitch a day never accumulates into a long wait.
+//!
+//! The supervisor owns each device's command mailbox for the device's whole life and lends
+//! it to every run ([`rfidgw_driver::CommandMailbox`]): stations keep one
+//! [`rfidgw_driver::DeviceHandle`] that works across restarts, and while the device is down
+//! a command is refused at once. A run is its own task, so a driver that panics is a failed
+//! run (restarted like any other), never a dead device. When a run ends, a
+//! [`DeviceEvent::Stopped`] report follows the driver's last report into the pipeline, which
+//! ends every presence on the device there.
 
 use std::time::Duration;
 
-use rfidgw_driver::{DeviceEventSink, DeviceReport};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rfidgw_driver::{
+    CommandError, CommandMailbox, Device, DeviceEvent, DeviceEventSink, DeviceReport,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -47,8 +60,14 @@ pub struct DeviceTaskContext {
     pub backoff_max: Duration,
 }
 
-/// Runs one device until `cancel` fires, restarting it after failures.
-pub async fn run_device(config: DeviceConfig, ctx: DeviceTaskContext, cancel: CancellationToken) {
+/// Runs one device until `cancel` fires, restarting it after failures. `mailbox` is the
+/// device's command mailbox, owned here for the device's whole life.
+pub async fn run_device(
+    config: DeviceConfig,
+    mailbox: Arc<CommandMailbox>,
+    ctx: DeviceTaskContext,
+    cancel: CancellationToken,
+) {
     let id = config.id.clone();
     let mut failures: u32 = 0;
     let mut restarts: u32 = 0;
@@ -79,15 +98,27 @@ pub async fn run_device(config: DeviceConfig, ctx: DeviceTaskContext, cancel: Ca
             .await;
         tracing::info!(device = %id, restarts, "device task started");
         let started = Instant::now();
-        let sink = DeviceEventSink::new(id.clone(), ctx.reports.clone());
-        let result = device.run(sink, cancel.child_token()).await;
+        let outcome = run_once(device, &id, &mailbox, &ctx, &cancel).await;
+        let reason = match &outcome {
+            _ if cancel.is_cancelled() => "shutdown".to_owned(),
+            Ok(()) => "device task ended without being asked to".to_owned(),
+            Err(error) => error.clone(),
+        };
+        // After the driver's last report, in the same channel: presences end here.
+        let _ = ctx
+            .reports
+            .send(DeviceReport {
+                device: id.clone(),
+                at: SystemTime::now(),
+                event: DeviceEvent::Stopped {
+                    reason: reason.clone(),
+                },
+            })
+            .await;
         if cancel.is_cancelled() {
             break;
         }
-        let error = match result {
-            Ok(()) => "device task ended without being asked to".to_owned(),
-            Err(error) => error.to_string(),
-        };
+        let error = reason;
         if started.elapsed() >= STABLE_AFTER {
             failures = 0;
         }
@@ -99,6 +130,59 @@ pub async fn run_device(config: DeviceConfig, ctx: DeviceTaskContext, cancel: Ca
     }
     ctx.registry.update(&id, |s| s.state = DeviceState::Stopped);
     tracing::info!(device = %id, "device task stopped");
+}
+
+/// One run of a device, in a task of its own so that a panic is a failed run. The
+/// mailbox is lent for the run; commands are refused at once before and after it.
+async fn run_once(
+    mut device: Box<dyn Device>,
+    id: &str,
+    mailbox: &CommandMailbox,
+    ctx: &DeviceTaskContext,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    let sink = DeviceEventSink::new(id.to_owned(), ctx.reports.clone());
+    let returned = device.lend_commands(mailbox.lend().await);
+    let run = tokio::spawn(device.run(sink, cancel.child_token()));
+    mailbox.set_running(true);
+    let joined = match returned {
+        // A device that takes no commands: answer each one "unsupported" while it runs.
+        Some(mut lease) => {
+            let refuse = lease.refuse_all(CommandError::Unsupported(
+                "this device takes no commands".into(),
+            ));
+            tokio::pin!(run);
+            tokio::select! {
+                joined = &mut run => joined,
+                () = refuse => run.await,
+            }
+        }
+        None => run.await,
+    };
+    mailbox.set_running(false);
+    // The run's lease came back with the task (even from a panic): answer what it left.
+    let refused = mailbox
+        .lend()
+        .await
+        .refuse_waiting(&CommandError::NotRunning);
+    if refused > 0 {
+        tracing::debug!(device = %id, refused, "commands left by the ended run refused");
+    }
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(join) if join.is_panic() => {
+            let message = join
+                .into_panic()
+                .downcast::<String>()
+                .map(|m| *m)
+                .or_else(|p| p.downcast::<&str>().map(|m| (*m).to_owned()))
+                .unwrap_or_else(|_| "no message".to_owned());
+            tracing::error!(device = %id, panic = %message, "driver panicked; restarting it");
+            Err(format!("driver panicked: {message}"))
+        }
+        Err(join) => Err(format!("device task was aborted: {join}")),
+    }
 }
 
 /// Records a failure and waits before the next attempt. False when cancelled meanwhile.
@@ -190,7 +274,13 @@ mod tests {
             backoff_max: Duration::from_secs(4),
         };
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(run_device(config.devices[0].clone(), ctx, cancel.clone()));
+        let mailbox = Arc::new(CommandMailbox::new("broken"));
+        let task = tokio::spawn(run_device(
+            config.devices[0].clone(),
+            mailbox,
+            ctx,
+            cancel.clone(),
+        ));
 
         let mut pauses = Vec::new();
         while pauses.len() < 5 {

@@ -6,12 +6,10 @@
 //! Real I/O on a pty: real time, no sleeps, every wait bounded by `within`.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rfidgw::devices::DeviceConfig;
 use rfidgw_3m810::{M3m810Device, M3m810Settings, SimPad, VirtualTag};
-use rfidgw_driver::read_loop::HfHandle;
 use rfidgw_driver::{
     DeviceError, DeviceEvent, DeviceEventSink, DeviceReport, LineCounters, LinkState, TagRead, Uid,
 };
@@ -206,33 +204,53 @@ async fn afi_and_eas_writes_through_the_device_handle_reach_the_tag_and_read_bac
     let settings: M3m810Settings = toml::Value::Table(config(&link).settings)
         .try_into()
         .unwrap();
-    let (handle, commands) = HfHandle::channel(8);
-    let device = M3m810Device::new(settings)
-        .unwrap()
-        .with_commands(Arc::new(tokio::sync::Mutex::new(commands)));
+    let mut device = M3m810Device::new(settings).unwrap();
+    let mailbox = rfidgw_driver::CommandMailbox::new("staff-pad");
+    assert!(mailbox.attach(&mut device).await, "the pad takes commands");
+    let handle = mailbox.handle();
     let (mut bus, cancel, task) = start(Box::new(device));
     next_arrival(&mut bus).await;
 
     let uid = Uid::new(UID);
     pad.fail_next_writes(2);
-    within("write AFI", handle.write_afi(&uid, 0xC2))
-        .await
-        .unwrap()
-        .unwrap();
+    let written = within(
+        "write AFI",
+        handle.write_afi(&uid, 0xC2, std::time::Duration::from_secs(20)),
+    )
+    .await;
+    assert!(
+        matches!(&written, Ok(Ok(rfidgw_driver::CommandAnswer::Written(report))) if report.confirmed()),
+        "{written:?}"
+    );
     assert_eq!(pad.tag(&UID).unwrap().afi, 0xC2);
     assert_eq!(
-        within("read AFI", handle.read_afi(&uid)).await.unwrap(),
+        within(
+            "read AFI",
+            handle.read_afi(&uid, std::time::Duration::from_secs(20))
+        )
+        .await
+        .unwrap(),
         Ok(0xC2)
     );
 
     pad.fail_next_writes(1);
-    within("set EAS", handle.write_eas(&uid, true))
-        .await
-        .unwrap()
-        .unwrap();
+    let written = within(
+        "set EAS",
+        handle.write_eas(&uid, true, std::time::Duration::from_secs(20)),
+    )
+    .await;
+    assert!(
+        matches!(&written, Ok(Ok(rfidgw_driver::CommandAnswer::Written(report))) if report.confirmed()),
+        "{written:?}"
+    );
     assert!(pad.tag(&UID).unwrap().eas);
     assert_eq!(
-        within("check EAS", handle.read_eas(&uid)).await.unwrap(),
+        within(
+            "check EAS",
+            handle.read_eas(&uid, std::time::Duration::from_secs(20))
+        )
+        .await
+        .unwrap(),
         Ok(true)
     );
     assert_eq!(pad.writes_refused(), 3, "each transient 06 was retried");

@@ -130,7 +130,7 @@ stay_ms = 800                   # and leaves 0.8 s later
             let report = rx.recv().await.expect("the device stopped");
             match report.event {
                 DeviceEvent::TagArrived(read) => {
-                    let decoded = decode(&read).to_string();
+                    let decoded = serde_json::to_string(&decode(&read)).unwrap();
                     events.push(("arrived", read.uid, read.afi));
                     assert!(decoded.contains("\"11223344\""), "{decoded}");
                 }

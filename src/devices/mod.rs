@@ -69,6 +69,13 @@ impl DeviceConfig {
         }
     }
 
+    /// The AFI this device's inventories are limited to (`settings.poll.inventory_afi`),
+    /// whether the byte goes in the request or the reader filters by its own configuration.
+    pub fn inventory_afi_filter(&self) -> Option<u8> {
+        let afi = self.settings.get("poll")?.get("inventory_afi")?.as_str()?;
+        u8::from_str_radix(afi.trim(), 16).ok()
+    }
+
     fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, DeviceConfigError> {
         // serde_path_to_error names the key inside the table (`tags[0].afi`).
         serde_path_to_error::deserialize(toml::Value::Table(self.settings.clone())).map_err(

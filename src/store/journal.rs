@@ -52,7 +52,7 @@ pub struct JournalRow {
     pub payload: serde_json::Value,
 }
 
-fn millis(at: SystemTime) -> i64 {
+pub(crate) fn millis(at: SystemTime) -> i64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -96,21 +96,40 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let id: i64 = row.try_get("id")?;
-                let payload: String = row.try_get("payload")?;
-                Ok(JournalRow {
-                    id,
-                    at_ms: row.try_get("at_ms")?,
-                    kind: row.try_get("kind")?,
-                    device: row.try_get("device")?,
-                    station: row.try_get("station")?,
-                    payload: serde_json::from_str(&payload)
-                        .map_err(|source| StoreError::Payload { id, source })?,
-                })
-            })
-            .collect()
+        rows.iter().map(journal_row).collect()
+    }
+
+    /// Rows of the given kinds with an id above `after`, oldest first (at most 10000).
+    pub async fn since(&self, after: i64, kinds: &[&str]) -> Result<Vec<JournalRow>, StoreError> {
+        let mut found = Vec::new();
+        for kind in kinds {
+            let rows = sqlx::query(
+                "SELECT id, at_ms, kind, device, station, payload FROM journal \
+                 WHERE kind = $1 AND id > $2 ORDER BY id LIMIT 10000",
+            )
+            .bind(kind)
+            .bind(after)
+            .fetch_all(self.pool())
+            .await?;
+            for row in rows {
+                found.push(journal_row(&row)?);
+            }
+        }
+        found.sort_by_key(|r| r.id);
+        Ok(found)
+    }
+
+    /// Whether a gate alarm with this id is in the journal.
+    pub async fn alarm_exists(&self, alarm_id: &str) -> Result<bool, StoreError> {
+        // JSON lookup: SQLite's json_extract (PostgreSQL would use `payload::json ->>`).
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM journal WHERE kind = 'gate_alarm' \
+             AND json_extract(payload, '$.alarm_id') = $1",
+        )
+        .bind(alarm_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
     /// The id of the newest row, if any.
@@ -202,4 +221,18 @@ mod tests {
         assert_eq!(store.journal_len().await.unwrap(), 0);
         store.close().await;
     }
+}
+
+fn journal_row(row: &sqlx::sqlite::SqliteRow) -> Result<JournalRow, StoreError> {
+    let id: i64 = row.try_get("id")?;
+    let payload: String = row.try_get("payload")?;
+    Ok(JournalRow {
+        id,
+        at_ms: row.try_get("at_ms")?,
+        kind: row.try_get("kind")?,
+        device: row.try_get("device")?,
+        station: row.try_get("station")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|source| StoreError::Payload { id, source })?,
+    })
 }

@@ -5,6 +5,7 @@
 //! `query`/`query_as` with portable SQL, so a PostgreSQL backend can follow.
 
 mod journal;
+mod loans;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -14,6 +15,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use journal::{JournalEntry, JournalRow};
+pub use loans::LoanRow;
 
 /// What went wrong with the store. Messages name the file.
 #[derive(Debug, thiserror::Error)]

@@ -10,12 +10,17 @@
 //! supervisor). A driver therefore never needs its own outer reconnect loop; it returns
 //! `Err` when its line broke and lets the supervisor restart it.
 
+pub mod command;
 pub mod hex_serde;
 pub mod line;
 pub mod read_loop;
 pub mod sim_script;
 pub mod transport;
 
+pub use command::{
+    CommandAnswer, CommandError, CommandLease, CommandMailbox, CommandResult, DeviceCommand,
+    DeviceHandle, OutputCommand, ReadBack, Signal, WriteReport,
+};
 pub use line::LineStats;
 
 use std::fmt;
@@ -177,6 +182,10 @@ pub struct LineCounters {
     /// A reader that is "connected" but has not sent a frame for long is suspect.
     #[serde(default)]
     pub last_frame: Option<SystemTime>,
+    /// Optional tag attributes (memory, AFI, EAS) whose answer could not be read and were
+    /// reported unknown instead of failing the device (firmware differs in reply forms).
+    #[serde(default)]
+    pub attributes_unknown: u64,
 }
 
 /// Everything a device reports to the daemon.
@@ -194,6 +203,12 @@ pub enum DeviceEvent {
     Card(CardRead),
     /// Digital inputs changed.
     Inputs(InputState),
+    /// The device's run ended (sent by the daemon's supervisor, never by a driver): every
+    /// presence on the device ends here, so no tag is left "present" on a dead reader.
+    Stopped {
+        /// Why the run ended (the error, or `shutdown`).
+        reason: String,
+    },
     /// Link state and line counters.
     Health {
         /// Whether the reader answers.
@@ -282,6 +297,13 @@ pub type DeviceFuture = Pin<Box<dyn Future<Output = Result<(), DeviceError>> + S
 pub trait Device: Send {
     /// Runs the device until it is cancelled or fails.
     fn run(self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture;
+
+    /// Takes the device's command mailbox for the coming run, or gives it back (`Some`)
+    /// when the device takes no commands; the supervisor then answers every command with
+    /// [`CommandError::Unsupported`]. Called by the supervisor before every [`Device::run`].
+    fn lend_commands(&mut self, lease: CommandLease) -> Option<CommandLease> {
+        Some(lease)
+    }
 }
 
 /// One tag in an inventory reply.
@@ -366,6 +388,22 @@ pub trait HfReader: Send {
         uid: &Uid,
         on: bool,
     ) -> impl Future<Output = Result<TagOutcome<()>, DeviceError>> + Send;
+
+    /// Whether [`HfReader::set_output`] drives anything (a FEIG gate's lamps, beeper and
+    /// relay). `false` by default: an output command is then answered "unsupported".
+    fn has_outputs(&self) -> bool {
+        false
+    }
+
+    /// Drives the reader's outputs (FEIG `[71]`). Only called when
+    /// [`HfReader::has_outputs`] is true.
+    fn set_output(
+        &mut self,
+        output: &OutputCommand,
+    ) -> impl Future<Output = Result<TagOutcome<()>, DeviceError>> + Send {
+        let _ = output;
+        std::future::ready(Ok(Ok(())))
+    }
 
     /// The line counters so far (frames, skipped bytes, bad frames, timeouts), reported in
     /// [`DeviceEvent::Health`]. Drivers that count share a [`LineStats`] with their codec.

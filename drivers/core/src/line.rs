@@ -78,6 +78,7 @@ impl LineStats {
                 0 => None,
                 ms => UNIX_EPOCH.checked_add(Duration::from_millis(ms)),
             },
+            attributes_unknown: 0,
         }
     }
 }
@@ -107,6 +108,7 @@ mod tests {
                 bad_frames: 1,
                 timeouts: 1,
                 last_frame: snapshot.last_frame,
+                attributes_unknown: 0,
             }
         );
     }

@@ -24,13 +24,14 @@ use std::collections::hash_map::Entry;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::command::{self, CommandAnswer, CommandError, CommandResult, Envelope, ReadBack};
 use crate::{
-    DeviceError, DeviceEvent, DeviceEventSink, HfReader, InventoryEntry, LinkState, ReaderRefusal,
-    TagOutcome, TagRead, Uid,
+    DeviceCommand, DeviceError, DeviceEvent, DeviceEventSink, HfReader, InventoryEntry,
+    LineCounters, LinkState, ReaderRefusal, TagOutcome, TagRead, Uid, WriteReport,
 };
 
 /// How the loop finds tags: by polling or by notification inventories.
@@ -43,6 +44,20 @@ pub enum ReadMode {
     /// Notification inventories back to back, each held by the reader until a tag is in
     /// the field or `notify_wait_ms` passed (needs [`HfReader::max_notify_wait`]).
     Notify,
+}
+
+/// Where an inventory is limited to one AFI (PROTOCOLS.md §3.2). Reader firmware differs:
+/// some take the AFI as a byte in the inventory request, others filter by a setting in
+/// their own configuration (FEIG: CFG4, set with the vendor's tool) and ignore the byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfiFilter {
+    /// The AFI byte goes in every inventory request (the default).
+    #[default]
+    Request,
+    /// The reader is configured to filter; requests carry no AFI. `inventory_afi` still
+    /// says which AFI the reader lets through, so the daemon's checks know about it.
+    Reader,
 }
 
 /// Shortest notification wait accepted, in milliseconds: below it the loop is polling in
@@ -71,6 +86,8 @@ pub struct ReadLoopConfig {
     /// Inventory only tags with this AFI (PROTOCOLS.md §3.2), e.g. `07` at a gate.
     #[serde(with = "crate::hex_serde::opt_byte")]
     pub inventory_afi: Option<u8>,
+    /// Where the AFI limit is applied: `"request"` or `"reader"` (see [`AfiFilter`]).
+    pub afi_filter: AfiFilter,
     /// Read each tag's AFI once per presence.
     pub read_afi: bool,
     /// Check each tag's NXP EAS bit once per presence.
@@ -88,6 +105,7 @@ impl Default for ReadLoopConfig {
             depart_after_polls: 3,
             memory_blocks: 8,
             inventory_afi: None,
+            afi_filter: AfiFilter::Request,
             read_afi: true,
             read_eas: false,
             health_interval_ms: 10_000,
@@ -250,173 +268,179 @@ impl Presence {
     }
 }
 
-/// A tag operation asked of a running reader.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HfRequest {
-    /// Read `count` blocks from `first` (reader byte order).
-    ReadBlocks {
-        /// The tag.
-        uid: Uid,
-        /// First block.
-        first: u8,
-        /// Number of blocks.
-        count: u8,
-    },
-    /// Write whole blocks from `first` (reader byte order).
-    WriteBlocks {
-        /// The tag.
-        uid: Uid,
-        /// First block.
-        first: u8,
-        /// Block data, a multiple of 4 bytes.
-        data: Vec<u8>,
-    },
-    /// Read the AFI.
-    ReadAfi {
-        /// The tag.
-        uid: Uid,
-    },
-    /// Write the AFI.
-    WriteAfi {
-        /// The tag.
-        uid: Uid,
-        /// The new AFI.
-        afi: u8,
-    },
-    /// Read the NXP EAS bit.
-    ReadEas {
-        /// The tag.
-        uid: Uid,
-    },
-    /// Set or reset the NXP EAS bit.
-    WriteEas {
-        /// The tag.
-        uid: Uid,
-        /// `true` sets, `false` resets.
-        on: bool,
-    },
-}
+/// How many times a tag write is tried before its read-back is given up on (PROTOCOLS.md
+/// §3.5: bound the retries and re-read). Every driver goes through this one loop, so FEIG
+/// and 3M report writes the same way.
+pub const WRITE_ATTEMPTS: u32 = 3;
 
-/// What a tag operation returned.
+/// A value a write sets and its read-back returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HfResponse {
-    /// Block data.
-    Blocks(Vec<u8>),
-    /// The AFI.
+enum TagValue {
     Afi(u8),
-    /// The EAS bit.
     Eas(bool),
-    /// A write completed.
-    Done,
+    Blocks { first: u8, data: Vec<u8> },
 }
 
-/// Why a command got no reader answer.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum HfCommandError {
-    /// The device task is not running (restarting or stopped).
-    #[error("the reader is not running")]
-    NotRunning,
-    /// The line broke while the command ran; the device task restarts.
-    #[error("the line broke: {0}")]
-    Line(String),
-}
-
-/// A request plus where its answer goes.
-#[derive(Debug)]
-pub struct HfCommand {
-    /// What to do.
-    pub request: HfRequest,
-    /// Where the answer goes.
-    pub reply: oneshot::Sender<Result<TagOutcome<HfResponse>, HfCommandError>>,
-}
-
-/// A cheap, cloneable handle to send tag commands into a running read loop.
-#[derive(Clone, Debug)]
-pub struct HfHandle {
-    tx: mpsc::Sender<HfCommand>,
-}
-
-impl HfHandle {
-    /// A handle and the receiver the read loop takes.
-    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<HfCommand>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx }, rx)
-    }
-
-    /// Sends one request and waits for its answer.
-    pub async fn call(&self, request: HfRequest) -> Result<TagOutcome<HfResponse>, HfCommandError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(HfCommand { request, reply })
-            .await
-            .map_err(|_| HfCommandError::NotRunning)?;
-        answer.await.map_err(|_| HfCommandError::NotRunning)?
-    }
-
-    /// Writes the AFI.
-    pub async fn write_afi(&self, uid: &Uid, afi: u8) -> Result<TagOutcome<()>, HfCommandError> {
-        let outcome = self
-            .call(HfRequest::WriteAfi {
-                uid: uid.clone(),
-                afi,
-            })
-            .await?;
-        Ok(outcome.map(drop))
-    }
-
-    /// Reads the AFI.
-    pub async fn read_afi(&self, uid: &Uid) -> Result<TagOutcome<u8>, HfCommandError> {
-        match self.call(HfRequest::ReadAfi { uid: uid.clone() }).await? {
-            Ok(HfResponse::Afi(afi)) => Ok(Ok(afi)),
-            Ok(other) => Err(HfCommandError::Line(format!("unexpected answer {other:?}"))),
-            Err(refusal) => Ok(Err(refusal)),
+impl TagValue {
+    /// The value as the journal shows it.
+    fn describe(&self) -> String {
+        match self {
+            Self::Afi(afi) => format!("{afi:02X}"),
+            Self::Eas(on) => on.to_string(),
+            Self::Blocks { data, .. } => hex::encode_upper(data),
         }
     }
 
-    /// Sets or resets the EAS bit.
-    pub async fn write_eas(&self, uid: &Uid, on: bool) -> Result<TagOutcome<()>, HfCommandError> {
-        let outcome = self
-            .call(HfRequest::WriteEas {
-                uid: uid.clone(),
-                on,
-            })
-            .await?;
-        Ok(outcome.map(drop))
+    async fn write<R: HfReader>(
+        &self,
+        reader: &mut R,
+        uid: &Uid,
+    ) -> Result<TagOutcome<()>, DeviceError> {
+        match self {
+            Self::Afi(afi) => reader.write_afi(uid, *afi).await,
+            Self::Eas(on) => reader.write_eas(uid, *on).await,
+            Self::Blocks { first, data } => reader.write_blocks(uid, *first, data).await,
+        }
     }
 
-    /// Reads the EAS bit.
-    pub async fn read_eas(&self, uid: &Uid) -> Result<TagOutcome<bool>, HfCommandError> {
-        match self.call(HfRequest::ReadEas { uid: uid.clone() }).await? {
-            Ok(HfResponse::Eas(on)) => Ok(Ok(on)),
-            Ok(other) => Err(HfCommandError::Line(format!("unexpected answer {other:?}"))),
-            Err(refusal) => Ok(Err(refusal)),
-        }
+    async fn read_back<R: HfReader>(
+        &self,
+        reader: &mut R,
+        uid: &Uid,
+    ) -> Result<TagOutcome<Self>, DeviceError> {
+        Ok(match self {
+            Self::Afi(_) => reader.read_afi(uid).await?.map(Self::Afi),
+            Self::Eas(_) => reader.read_eas(uid).await?.map(Self::Eas),
+            Self::Blocks { first, data } => {
+                let count = (data.len() / 4) as u8;
+                reader
+                    .read_blocks(uid, *first, count)
+                    .await?
+                    .map(|data| Self::Blocks {
+                        first: *first,
+                        data,
+                    })
+            }
+        })
     }
 }
 
+/// Writes `wanted`, reads it back, and writes again (at most [`WRITE_ATTEMPTS`] times)
+/// while the read-back differs. A write the reader refuses outright is a refusal (the tag
+/// was not written); everything after a write is a [`WriteReport`].
+async fn write_verified<R: HfReader>(
+    reader: &mut R,
+    uid: &Uid,
+    wanted: &TagValue,
+) -> Result<TagOutcome<WriteReport>, DeviceError> {
+    let mut found = None;
+    for attempt in 1..=WRITE_ATTEMPTS {
+        if let Err(refusal) = wanted.write(reader, uid).await? {
+            if attempt == 1 {
+                return Ok(Err(refusal));
+            }
+            // An earlier write read back wrong and now the tag refuses: report what we saw.
+            break;
+        }
+        match wanted.read_back(reader, uid).await? {
+            Ok(value) if &value == wanted => {
+                return Ok(Ok(WriteReport {
+                    read_back: ReadBack::Confirmed,
+                    attempts: attempt,
+                }));
+            }
+            Ok(value) => found = Some(value.describe()),
+            Err(refusal) => {
+                return Ok(Ok(WriteReport {
+                    read_back: command::not_read(&refusal),
+                    attempts: attempt,
+                }));
+            }
+        }
+    }
+    Ok(Ok(WriteReport {
+        read_back: ReadBack::Differs {
+            found: found.unwrap_or_default(),
+        },
+        attempts: WRITE_ATTEMPTS,
+    }))
+}
+
+/// Carries out one command. `Err` is a broken line (the run ends); a reader's "no" and an
+/// unsupported command are answers.
 async fn execute<R: HfReader>(
     reader: &mut R,
-    request: HfRequest,
-) -> Result<TagOutcome<HfResponse>, DeviceError> {
-    Ok(match request {
-        HfRequest::ReadBlocks { uid, first, count } => reader
+    command: DeviceCommand,
+) -> Result<CommandResult, DeviceError> {
+    let written = |outcome: TagOutcome<WriteReport>| Ok(outcome.map(CommandAnswer::Written));
+    Ok(match command {
+        DeviceCommand::ReadBlocks { uid, first, count } => Ok(reader
             .read_blocks(&uid, first, count)
             .await?
-            .map(HfResponse::Blocks),
-        HfRequest::WriteBlocks { uid, first, data } => reader
-            .write_blocks(&uid, first, &data)
+            .map(|data| CommandAnswer::Blocks { data })),
+        DeviceCommand::ReadAfi { uid } => Ok(reader
+            .read_afi(&uid)
             .await?
-            .map(|()| HfResponse::Done),
-        HfRequest::ReadAfi { uid } => reader.read_afi(&uid).await?.map(HfResponse::Afi),
-        HfRequest::WriteAfi { uid, afi } => reader
-            .write_afi(&uid, afi)
+            .map(|afi| CommandAnswer::Afi { afi })),
+        DeviceCommand::ReadEas { uid } => Ok(reader
+            .read_eas(&uid)
             .await?
-            .map(|()| HfResponse::Done),
-        HfRequest::ReadEas { uid } => reader.read_eas(&uid).await?.map(HfResponse::Eas),
-        HfRequest::WriteEas { uid, on } => {
-            reader.write_eas(&uid, on).await?.map(|()| HfResponse::Done)
+            .map(|on| CommandAnswer::Eas { on })),
+        DeviceCommand::WriteAfi { uid, afi } => {
+            written(write_verified(reader, &uid, &TagValue::Afi(afi)).await?)
         }
+        DeviceCommand::WriteEas { uid, on } => {
+            written(write_verified(reader, &uid, &TagValue::Eas(on)).await?)
+        }
+        DeviceCommand::WriteBlocks { uid, first, data } => {
+            if data.is_empty() || !data.len().is_multiple_of(4) || data.len() / 4 > 255 {
+                Err(command::unsupported(&format!(
+                    "{} bytes are not 1 to 255 whole 4-byte blocks",
+                    data.len()
+                )))
+            } else {
+                written(write_verified(reader, &uid, &TagValue::Blocks { first, data }).await?)
+            }
+        }
+        DeviceCommand::Output(output) if reader.has_outputs() => Ok(reader
+            .set_output(&output)
+            .await?
+            .map(|()| CommandAnswer::Done)),
+        DeviceCommand::Output(_) => Err(command::unsupported("this reader has no outputs")),
     })
+}
+
+/// An optional attribute's answer: the value, "the tag left", or unknown.
+enum Attribute<T> {
+    Read(T),
+    TagLeft,
+    Unknown,
+}
+
+/// Sorts one optional attribute read: a refusal or an answer the driver could not make
+/// sense of leaves the attribute unknown (counted) instead of failing the device, because
+/// reply forms differ between firmware versions. A broken line or a timeout still ends
+/// the run: those are the line's problems, not the attribute's.
+fn attribute<T>(
+    what: &str,
+    uid: &Uid,
+    answer: Result<TagOutcome<T>, DeviceError>,
+    unknown: &mut u64,
+) -> Result<Attribute<T>, DeviceError> {
+    match answer {
+        Ok(Ok(value)) => Ok(Attribute::Read(value)),
+        Ok(Err(ReaderRefusal::NoTransponder)) => Ok(Attribute::TagLeft),
+        Ok(Err(refusal)) => {
+            tracing::debug!(%uid, %refusal, "{what} read refused");
+            Ok(Attribute::Unknown)
+        }
+        Err(DeviceError::Protocol(problem)) => {
+            *unknown += 1;
+            tracing::warn!(%uid, %problem, "{what} answer not understood; reported unknown");
+            Ok(Attribute::Unknown)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Reads a newly arrived tag's details. `Ok(None)` when the tag left during the reads
@@ -425,34 +449,35 @@ async fn arrival_read<R: HfReader>(
     reader: &mut R,
     config: &ReadLoopConfig,
     entry: &InventoryEntry,
+    unknown: &mut u64,
 ) -> Result<Option<TagRead>, DeviceError> {
+    let uid = &entry.uid;
     let mut read = TagRead {
         dsfid: entry.dsfid,
-        ..TagRead::uid_only(entry.uid.clone())
+        ..TagRead::uid_only(uid.clone())
     };
     if config.memory_blocks > 0 {
-        match reader
-            .read_blocks(&entry.uid, 0, config.memory_blocks)
-            .await?
-        {
-            Ok(memory) => read.memory = Some(memory),
-            Err(ReaderRefusal::NoTransponder) => return Ok(None),
-            Err(refusal) => {
-                tracing::debug!(uid = %entry.uid, %refusal, "memory read refused");
-            }
+        let answer = reader.read_blocks(uid, 0, config.memory_blocks).await;
+        match attribute("memory", uid, answer, unknown)? {
+            Attribute::Read(memory) => read.memory = Some(memory),
+            Attribute::TagLeft => return Ok(None),
+            Attribute::Unknown => {}
         }
     }
     if config.read_afi {
-        match reader.read_afi(&entry.uid).await? {
-            Ok(afi) => read.afi = Some(afi),
-            Err(ReaderRefusal::NoTransponder) => return Ok(None),
-            Err(refusal) => tracing::debug!(uid = %entry.uid, %refusal, "AFI read refused"),
+        let answer = reader.read_afi(uid).await;
+        match attribute("AFI", uid, answer, unknown)? {
+            Attribute::Read(afi) => read.afi = Some(afi),
+            Attribute::TagLeft => return Ok(None),
+            Attribute::Unknown => {}
         }
     }
     if config.read_eas {
-        match reader.read_eas(&entry.uid).await? {
-            Ok(on) => read.eas = Some(on),
-            Err(refusal) => tracing::debug!(uid = %entry.uid, %refusal, "EAS check refused"),
+        // "No transponder" is how some readers say "EAS off" (PROTOCOLS.md §3.3), so it
+        // never means the tag left here.
+        let answer = reader.read_eas(uid).await;
+        if let Attribute::Read(on) = attribute("EAS", uid, answer, unknown)? {
+            read.eas = Some(on);
         }
     }
     Ok(Some(read))
@@ -470,7 +495,7 @@ pub async fn run<R: HfReader>(
     config: &ReadLoopConfig,
     sink: &DeviceEventSink,
     cancel: &CancellationToken,
-    commands: Option<&mut mpsc::Receiver<HfCommand>>,
+    commands: Option<&mut mpsc::Receiver<Envelope>>,
 ) -> Result<(), DeviceError> {
     config
         .validate(reader.max_notify_wait())
@@ -493,17 +518,22 @@ pub async fn run<R: HfReader>(
     result
 }
 
-/// Runs one command and sends its answer; a broken line ends the loop.
-async fn serve<R: HfReader>(reader: &mut R, command: HfCommand) -> Result<(), DeviceError> {
-    match execute(reader, command.request).await {
-        Ok(outcome) => {
-            let _ = command.reply.send(Ok(outcome));
+/// Runs one command and sends its answer; a broken line ends the loop. A command whose
+/// caller stopped waiting is answered "expired" and not carried out: a lamp switched on
+/// seconds late, or a write nobody waits for, helps no one.
+async fn serve<R: HfReader>(reader: &mut R, envelope: Envelope) -> Result<(), DeviceError> {
+    if envelope.expired() {
+        envelope.answer(Err(CommandError::Expired));
+        return Ok(());
+    }
+    let command = envelope.command.clone();
+    match execute(reader, command).await {
+        Ok(result) => {
+            envelope.answer(result);
             Ok(())
         }
         Err(error) => {
-            let _ = command
-                .reply
-                .send(Err(HfCommandError::Line(error.to_string())));
+            envelope.answer(Err(CommandError::Line(error.to_string())));
             Err(error)
         }
     }
@@ -512,7 +542,7 @@ async fn serve<R: HfReader>(reader: &mut R, command: HfCommand) -> Result<(), De
 /// Serves commands until `until`; with no commands channel, just waits.
 async fn serve_until<R: HfReader>(
     reader: &mut R,
-    commands: &mut Option<&mut mpsc::Receiver<HfCommand>>,
+    commands: &mut Option<&mut mpsc::Receiver<Envelope>>,
     until: Instant,
 ) -> Result<(), DeviceError> {
     // A deadline that has passed would still wait for the timer's next tick.
@@ -529,7 +559,7 @@ async fn serve_until<R: HfReader>(
             command = rx.recv() => command,
         };
         match command {
-            Some(command) => serve(reader, command).await?,
+            Some(envelope) => serve(reader, envelope).await?,
             // Every handle is gone: no more commands, just inventories.
             None => *commands = None,
         }
@@ -539,11 +569,11 @@ async fn serve_until<R: HfReader>(
 /// Serves the commands already waiting, without waiting for more (notify mode).
 async fn serve_pending<R: HfReader>(
     reader: &mut R,
-    commands: &mut Option<&mut mpsc::Receiver<HfCommand>>,
+    commands: &mut Option<&mut mpsc::Receiver<Envelope>>,
 ) -> Result<(), DeviceError> {
     while let Some(rx) = commands.as_deref_mut() {
         match rx.try_recv() {
-            Ok(command) => serve(reader, command).await?,
+            Ok(envelope) => serve(reader, envelope).await?,
             Err(mpsc::error::TryRecvError::Empty) => break,
             Err(mpsc::error::TryRecvError::Disconnected) => *commands = None,
         }
@@ -555,16 +585,25 @@ async fn poll_forever<R: HfReader>(
     reader: &mut R,
     config: &ReadLoopConfig,
     sink: &DeviceEventSink,
-    mut commands: Option<&mut mpsc::Receiver<HfCommand>>,
+    mut commands: Option<&mut mpsc::Receiver<Envelope>>,
 ) -> Result<(), DeviceError> {
     let poll_interval = Duration::from_millis(config.poll_interval_ms.max(1));
     let health_interval = Duration::from_millis(config.health_interval_ms.max(1));
     let notify_wait = config.notify_wait();
+    let request_afi = match config.afi_filter {
+        AfiFilter::Request => config.inventory_afi,
+        AfiFilter::Reader => None,
+    };
     let mut presence = Presence::new(config.depart_after_polls);
     let mut link = LinkState::Connecting;
+    let mut unknown_attributes = 0;
+    let counters = |reader: &R, unknown: u64| LineCounters {
+        attributes_unknown: unknown,
+        ..reader.line_counters()
+    };
     sink.send(DeviceEvent::Health {
         link,
-        counters: reader.line_counters(),
+        counters: counters(reader, unknown_attributes),
     })
     .await?;
     let mut next_poll = Instant::now();
@@ -579,12 +618,10 @@ async fn poll_forever<R: HfReader>(
             ReadMode::Poll => {
                 // Keep the cadence, but never fire a burst of polls after a slow round.
                 next_poll = (next_poll + poll_interval).max(started);
-                (reader.inventory(config.inventory_afi).await?, false)
+                (reader.inventory(request_afi).await?, false)
             }
             ReadMode::Notify => {
-                let answer = reader
-                    .notify_inventory(config.inventory_afi, notify_wait)
-                    .await?;
+                let answer = reader.notify_inventory(request_afi, notify_wait).await?;
                 let held_full_wait = started.elapsed() >= notify_wait;
                 // Tags present: the reader paces the loop, ask again at once. No tag (or
                 // a refusal) sooner than the wait: the reader did not hold the request,
@@ -604,7 +641,7 @@ async fn poll_forever<R: HfReader>(
             link = LinkState::Connected;
             sink.send(DeviceEvent::Health {
                 link,
-                counters: reader.line_counters(),
+                counters: counters(reader, unknown_attributes),
             })
             .await?;
         }
@@ -613,7 +650,7 @@ async fn poll_forever<R: HfReader>(
                 sink.send(DeviceEvent::TagDeparted { uid }).await?;
             }
             for entry in change.arrived {
-                match arrival_read(reader, config, &entry).await? {
+                match arrival_read(reader, config, &entry, &mut unknown_attributes).await? {
                     Some(read) => sink.send(DeviceEvent::TagArrived(read)).await?,
                     None => presence.forget(&entry.uid),
                 }
@@ -626,7 +663,7 @@ async fn poll_forever<R: HfReader>(
             next_health = Instant::now() + health_interval;
             sink.send(DeviceEvent::Health {
                 link,
-                counters: reader.line_counters(),
+                counters: counters(reader, unknown_attributes),
             })
             .await?;
         }

@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
-use rfidgw_driver::read_loop::{self, HfCommand, HfHandle};
+use rfidgw_driver::read_loop;
 use rfidgw_driver::transport::{self, BoxTransport, TransportConfig};
-use rfidgw_driver::{Device, DeviceError, DeviceEventSink, DeviceFuture, LineStats};
-use tokio::sync::mpsc;
+use rfidgw_driver::{CommandLease, Device, DeviceError, DeviceEventSink, DeviceFuture, LineStats};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::FeigReader;
@@ -22,7 +21,7 @@ use crate::sim::{FeigSimulator, ScriptedTag, SimHandle};
 pub struct FeigDevice {
     settings: FeigSettings,
     script: Vec<ScriptedTag>,
-    commands: Option<mpsc::Receiver<HfCommand>>,
+    commands: Option<CommandLease>,
     simulator: Option<SimHandle>,
 }
 
@@ -39,13 +38,6 @@ impl FeigDevice {
             commands: None,
             simulator: None,
         })
-    }
-
-    /// A handle for tag commands (AFI, EAS, blocks) served between polls while `run` runs.
-    pub fn handle(&mut self) -> HfHandle {
-        let (handle, rx) = HfHandle::channel(16);
-        self.commands = Some(rx);
-        handle
     }
 
     /// For `transport.kind = "simulator"`: the remote control of the simulator `run` starts
@@ -80,6 +72,12 @@ impl FeigDevice {
 }
 
 impl Device for FeigDevice {
+    /// Tag commands and outputs are served between inventories.
+    fn lend_commands(&mut self, lease: CommandLease) -> Option<CommandLease> {
+        self.commands = Some(lease);
+        None
+    }
+
     fn run(mut self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture {
         Box::pin(async move {
             // The simulator's script stops with this run, so a restart does not leave it behind.
@@ -102,7 +100,14 @@ impl Device for FeigDevice {
             )
             .with_input_polling(self.settings.driver.poll_inputs);
             let poll = &self.settings.poll;
-            read_loop::run(&mut reader, poll, &sink, &cancel, self.commands.as_mut()).await
+            read_loop::run(
+                &mut reader,
+                poll,
+                &sink,
+                &cancel,
+                self.commands.as_deref_mut(),
+            )
+            .await
         })
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::{FutureExt, SinkExt, StreamExt};
 use rfidgw_driver::{
     DeviceError, DeviceEvent, HfReader, InputState, InventoryEntry, LineCounters, LineStats,
-    ReaderRefusal, TagOutcome, Uid,
+    OutputCommand, ReaderRefusal, Signal, TagOutcome, Uid,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -23,8 +23,8 @@ use tokio_util::codec::Framed;
 use crate::codec::{CodecError, FeigCodec};
 use crate::frame::{
     Addressing, BROADCAST_ADDRESS, BlocksReply, FrameError, InventoryReply, MAX_READ_BYTES,
-    NTFC_TIME_UNIT, NtfcTime, NxpCommand, Reply, Request, SetOutput, Status, SystemInfoReply,
-    UidBytes, parse_inputs,
+    NTFC_TIME_UNIT, NtfcTime, NxpCommand, OutputMode, Reply, Request, SetOutput, Status,
+    SystemInfoReply, UidBytes, parse_inputs,
 };
 
 /// Bytes per block of the ISO 15693 library tags this driver reads (ICODE SLIX: 4).
@@ -540,6 +540,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> HfReader for FeigReader<T> {
         self.stats.snapshot()
     }
 
+    fn has_outputs(&self) -> bool {
+        true
+    }
+
+    /// `[71]` Set Output: beeper and LEDs for `signal_for`, the relay for `relay_for`, in
+    /// FEIG's 100 ms units (rounded up, so a short pulse is never lost as 0).
+    async fn set_output(&mut self, output: &OutputCommand) -> Result<TagOutcome<()>, DeviceError> {
+        Ok(self.set_output(feig_output(output)).await?)
+    }
+
     fn max_notify_wait(&self) -> Option<Duration> {
         Some(MAX_NOTIFY_WAIT)
     }
@@ -566,4 +576,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> HfReader for FeigReader<T> {
             }
         })
     }
+}
+
+/// A driver-agnostic output command in `[71]` terms.
+fn feig_output(output: &OutputCommand) -> SetOutput {
+    let mode = |signal: Signal| match signal {
+        Signal::Unchanged => OutputMode::Unchanged,
+        Signal::On => OutputMode::On,
+        Signal::Off => OutputMode::Off,
+        Signal::Flash => OutputMode::Flash,
+    };
+    // 100 ms units, rounded up; FFFF means "permanent" on the reader, so stop below it.
+    let units = |d: Option<Duration>| {
+        d.map_or(0, |d| {
+            u16::try_from(d.as_millis().div_ceil(100)).map_or(0xFFFE, |u| u.min(0xFFFE))
+        })
+    };
+    SetOutput::new(
+        mode(output.beeper),
+        mode(output.red),
+        mode(output.green),
+        units(output.signal_for),
+        units(output.relay_for),
+    )
 }

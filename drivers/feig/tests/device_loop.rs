@@ -129,7 +129,12 @@ async fn garbage_on_the_line_shows_in_the_health_counters() {
 async fn afi_and_eas_commands_run_between_polls_and_read_back() {
     let mut device = FeigDevice::new(settings()).unwrap();
     let sim = device.simulator();
-    let handle = device.handle();
+    let mailbox = rfidgw_driver::CommandMailbox::new("gate-1");
+    assert!(
+        mailbox.attach(&mut device).await,
+        "the device takes commands"
+    );
+    let handle = mailbox.handle();
     let (tx, mut rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     let task =
@@ -140,17 +145,36 @@ async fn afi_and_eas_commands_run_between_polls_and_read_back() {
     ));
 
     let book = Uid::from_hex(BOOK).unwrap();
-    handle.write_afi(&book, 0xC2).await.unwrap().unwrap();
+    assert!(
+        matches!(handle.write_afi(&book, 0xC2, std::time::Duration::from_secs(5)).await, Ok(Ok(rfidgw_driver::CommandAnswer::Written(report))) if report.confirmed())
+    );
     assert_eq!(sim.tag(&book).unwrap().afi, 0xC2);
-    assert_eq!(handle.read_afi(&book).await.unwrap(), Ok(0xC2));
-    handle.write_eas(&book, true).await.unwrap().unwrap();
+    assert_eq!(
+        handle
+            .read_afi(&book, std::time::Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Ok(0xC2)
+    );
+    assert!(
+        matches!(handle.write_eas(&book, true, std::time::Duration::from_secs(5)).await, Ok(Ok(rfidgw_driver::CommandAnswer::Written(report))) if report.confirmed())
+    );
     assert!(sim.tag(&book).unwrap().eas);
-    assert_eq!(handle.read_eas(&book).await.unwrap(), Ok(true));
+    assert_eq!(
+        handle
+            .read_eas(&book, std::time::Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Ok(true)
+    );
 
     cancel.cancel();
     task.await.unwrap().unwrap();
     assert!(
-        handle.read_afi(&book).await.is_err(),
+        handle
+            .read_afi(&book, std::time::Duration::from_secs(5))
+            .await
+            .is_err(),
         "no reader after the task ended"
     );
 }

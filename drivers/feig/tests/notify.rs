@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rfidgw_driver::read_loop::{self, HfHandle, ReadLoopConfig, ReadMode};
+use rfidgw_driver::read_loop::{self, ReadLoopConfig, ReadMode};
 use rfidgw_driver::{
     DeviceError, DeviceEvent, DeviceEventSink, DeviceReport, HfReader, LineStats, LinkState,
     ReaderRefusal, Uid,
@@ -190,7 +190,7 @@ struct Loop {
 fn start_loop(
     mut reader: FeigReader<DuplexStream>,
     config: ReadLoopConfig,
-    commands: Option<mpsc::Receiver<read_loop::HfCommand>>,
+    commands: Option<rfidgw_driver::CommandLease>,
 ) -> Loop {
     let (tx, rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
@@ -198,7 +198,7 @@ fn start_loop(
     let task = tokio::spawn(async move {
         let sink = DeviceEventSink::new("gate-1", tx);
         let mut commands = commands;
-        read_loop::run(&mut reader, &config, &sink, &stop, commands.as_mut()).await
+        read_loop::run(&mut reader, &config, &sink, &stop, commands.as_deref_mut()).await
     });
     Loop { rx, cancel, task }
 }
@@ -320,14 +320,21 @@ async fn an_empty_field_in_notify_mode_costs_one_inventory_per_wait_not_per_poll
 #[tokio::test(start_paused = true)]
 async fn commands_are_served_between_notification_inventories() {
     let (reader, sim) = reader_with(vec![VirtualTag::new(uid(BOOK))]);
-    let (handle, commands) = HfHandle::channel(4);
-    let mut run = start_loop(reader, notify_config(2_000), Some(commands));
+    let mailbox = rfidgw_driver::CommandMailbox::new("gate-1");
+    mailbox.set_running(true);
+    let handle = mailbox.handle();
+    let mut run = start_loop(reader, notify_config(2_000), Some(mailbox.lend().await));
     let (DeviceEvent::TagArrived(_), _) = run.next_tag_event().await else {
         panic!("expected the arrival");
     };
-    handle.write_afi(&uid(BOOK), 0xC2).await.unwrap().unwrap();
+    let within = Duration::from_secs(5);
+    let written = handle.write_afi(&uid(BOOK), 0xC2, within).await;
+    assert!(
+        matches!(&written, Ok(Ok(rfidgw_driver::CommandAnswer::Written(r))) if r.confirmed()),
+        "{written:?}"
+    );
     assert_eq!(sim.tag(&uid(BOOK)).unwrap().afi, 0xC2);
-    assert_eq!(handle.read_afi(&uid(BOOK)).await.unwrap(), Ok(0xC2));
+    assert_eq!(handle.read_afi(&uid(BOOK), within).await.unwrap(), Ok(0xC2));
     run.stop().await;
 }
 

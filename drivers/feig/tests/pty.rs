@@ -83,7 +83,12 @@ async fn a_pty_gate_delivers_reads_and_afi_and_eas_writes_read_back() {
     let _reader = plug(&link, &sim);
 
     let mut device = FeigDevice::new(settings(&link)).unwrap();
-    let handle = device.handle();
+    let mailbox = rfidgw_driver::CommandMailbox::new("gate-1");
+    assert!(
+        mailbox.attach(&mut device).await,
+        "the device takes commands"
+    );
+    let handle = mailbox.handle();
     let (tx, mut rx) = mpsc::channel(256);
     let cancel = CancellationToken::new();
     let task =
@@ -103,12 +108,28 @@ async fn a_pty_gate_delivers_reads_and_afi_and_eas_writes_read_back() {
     );
 
     let uid = Uid::from_hex(BOOK).unwrap();
-    handle.write_afi(&uid, 0xC2).await.unwrap().unwrap();
+    assert!(
+        matches!(handle.write_afi(&uid, 0xC2, std::time::Duration::from_secs(5)).await, Ok(Ok(rfidgw_driver::CommandAnswer::Written(report))) if report.confirmed())
+    );
     assert_eq!(sim.tag(&uid).unwrap().afi, 0xC2);
-    assert_eq!(handle.read_afi(&uid).await.unwrap(), Ok(0xC2));
-    handle.write_eas(&uid, true).await.unwrap().unwrap();
+    assert_eq!(
+        handle
+            .read_afi(&uid, std::time::Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Ok(0xC2)
+    );
+    assert!(
+        matches!(handle.write_eas(&uid, true, std::time::Duration::from_secs(5)).await, Ok(Ok(rfidgw_driver::CommandAnswer::Written(report))) if report.confirmed())
+    );
     assert!(sim.tag(&uid).unwrap().eas);
-    assert_eq!(handle.read_eas(&uid).await.unwrap(), Ok(true));
+    assert_eq!(
+        handle
+            .read_eas(&uid, std::time::Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Ok(true)
+    );
 
     cancel.cancel();
     task.await.unwrap().unwrap();

@@ -271,6 +271,7 @@ fn line_counters(c: WedgeCounters, last_report: Option<SystemTime>) -> LineCount
         bytes_skipped: c.keys_ignored,
         // Half-typed numbers dropped after a pause.
         timeouts: c.partial_dropped,
+        attributes_unknown: 0,
     }
 }
 

@@ -265,7 +265,12 @@ fn fill_reply(d: &mut FrameDescription, reply: &Reply) {
         }
         Reply::CheckEas { uid, eas } => {
             f.insert("uid".into(), hex::encode_upper(uid));
-            f.insert("eas".into(), hex_byte(*eas));
+            let eas = match eas {
+                Some(byte) => hex_byte(*byte),
+                // Reply::eas_on gives the reasoning.
+                None => "none: UID-only reply, read as EAS on [unverified]".into(),
+            };
+            f.insert("eas".into(), eas);
         }
         Reply::Refused {
             command,
@@ -330,6 +335,23 @@ mod tests {
         let reply = describe_frame(&reply);
         assert_eq!(reply.direction, "reply");
         assert_eq!(reply.fields["uid"], "E004010031269117");
+    }
+
+    #[test]
+    fn both_check_eas_reply_forms_are_described_as_replies() {
+        let uid = [0xE0, 4, 1, 0, 0x31, 0x26, 0x91, 0x17];
+        for (eas, want) in [
+            (Some(0x01), "01"),
+            (None, "none: UID-only reply, read as EAS on [unverified]"),
+        ] {
+            let bytes = Reply::CheckEas { uid, eas }.to_frame().to_bytes().unwrap();
+            let d = describe_frame(&bytes);
+            assert_eq!(d.command, "03 check EAS");
+            assert_eq!(d.direction, "reply", "{eas:?}");
+            assert_eq!(d.status.as_deref(), Some("00 OK"));
+            assert_eq!(d.fields["uid"], "E004010031269117");
+            assert_eq!(d.fields["eas"], want);
+        }
     }
 
     #[test]

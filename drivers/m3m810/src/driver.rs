@@ -11,7 +11,14 @@
 //!   times, until it reads what it wrote; it returns what it finally read back.
 //! * **Check EAS** answers error `06` both for "EAS off" and for "no tag" (§3.3, §4.3); the
 //!   driver tells them apart with a get AFI, so a tag that left is never taken for an
-//!   unsecured one.
+//!   unsecured one. A success reply comes in two forms, UID + EAS byte or UID only
+//!   (firmware differs); both are answers ([`Reply::eas_on`] says what each means).
+//! * **An attribute the driver cannot read is a refusal, not a broken line.** A reply to
+//!   get AFI, check EAS or read multiblock that has a valid CRC but fits no known form is
+//!   the pad's answer about that tag: it comes back as a [`ReaderRefusal`], so the read
+//!   loop marks the attribute unknown and keeps reading. A timeout, a closed line and an
+//!   unreadable reply to the inventory, version or a write stay an `Err` (the device
+//!   restarts).
 
 use std::time::Duration;
 
@@ -26,7 +33,7 @@ use tokio_util::codec::Framed;
 
 use crate::codec::{CodecError, M3m810Codec};
 use crate::frame::{
-    BLOCK_SIZE, ErrorCode, FrameError, ReadStyle, Reply, Request, Start, TagUid, UID_LEN,
+    BLOCK_SIZE, Command, ErrorCode, FrameError, ReadStyle, Reply, Request, Start, TagUid, UID_LEN,
     inventory_options,
 };
 
@@ -275,6 +282,32 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
         }
     }
 
+    /// [`Self::transact`] for reading one tag attribute (AFI, EAS, memory). A reply with a
+    /// valid CRC that does not fit the command came whole from the pad, so it is an answer
+    /// about this tag: it becomes a refusal (code `00`, the error byte it carried, and the
+    /// frame error as meaning) and the device keeps reading. Line errors stay `Err`.
+    async fn transact_attribute(
+        &mut self,
+        request: &Request,
+    ) -> Result<TagOutcome<Reply>, DriverError> {
+        match self.transact(request).await {
+            Ok(reply) => Ok(Ok(reply)),
+            Err(DriverError::BadReply { command, source }) => {
+                let name = Command::from_code(command).map_or("command", Command::name);
+                tracing::debug!(
+                    command = format_args!("{command:02X}"),
+                    error = %source,
+                    "3M 810: reply fits no known form; the attribute stays unknown"
+                );
+                Ok(Err(ReaderRefusal::Status {
+                    code: ErrorCode::Ok.code(),
+                    meaning: format!("unreadable reply to {name}: {source}"),
+                }))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Asks the reader's version (`11`): 4 bytes, the first `0A` for 3M readers.
     pub async fn version(&mut self) -> Result<TagOutcome<[u8; 4]>, DriverError> {
         match self.transact(&Request::Version).await? {
@@ -284,15 +317,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
     }
 
     async fn get_afi(&mut self, uid: TagUid) -> Result<TagOutcome<u8>, DriverError> {
-        match self.transact(&Request::GetAfi { uid }).await? {
-            Reply::GetAfi { afi, .. } => Ok(Ok(afi)),
-            other => Ok(Err(unexpected(&other))),
+        match self.transact_attribute(&Request::GetAfi { uid }).await? {
+            Ok(Reply::GetAfi { afi, .. }) => Ok(Ok(afi)),
+            Ok(other) => Ok(Err(unexpected(&other))),
+            Err(refusal) => Ok(Err(refusal)),
         }
     }
 
     async fn check_eas(&mut self, uid: TagUid) -> Result<TagOutcome<bool>, DriverError> {
-        match self.transact(&Request::CheckEas { uid }).await? {
-            Reply::CheckEas { eas, .. } => Ok(Ok(eas != 0)),
+        let reply = match self.transact_attribute(&Request::CheckEas { uid }).await? {
+            Ok(reply) => reply,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if let Some(on) = reply.eas_on() {
+            // Either success form: UID + EAS byte, or UID only (read as EAS on).
+            return Ok(Ok(on));
+        }
+        match reply {
             Reply::Refused {
                 error: ErrorCode::NoTransponder,
                 ..
@@ -333,9 +374,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> M3m810Reader<T> {
                 count: n,
                 options: None,
             };
-            let blocks = match self.transact(&request).await? {
-                Reply::ReadMultiblock { blocks, .. } => blocks,
-                other => return Ok(Err(unexpected(&other))),
+            let blocks = match self.transact_attribute(&request).await? {
+                Ok(Reply::ReadMultiblock { blocks, .. }) => blocks,
+                Ok(other) => return Ok(Err(unexpected(&other))),
+                Err(refusal) => return Ok(Err(refusal)),
             };
             if blocks.len() != usize::from(n) {
                 return Ok(Err(ReaderRefusal::Status {

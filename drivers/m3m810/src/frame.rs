@@ -724,12 +724,14 @@ pub enum Reply {
         /// The tag, echoed.
         uid: TagUid,
     },
-    /// `03` check EAS reply (EAS on; an EAS-off tag answers error `06`).
+    /// `03` check EAS reply, error byte `00`. Pads answer it in two forms (firmware
+    /// differs): UID and EAS byte, or the UID alone. An EAS-off tag answers error `06`
+    /// instead (a [`Reply::Refused`]); see [`Reply::eas_on`] for what each form means.
     CheckEas {
         /// The tag, echoed.
         uid: TagUid,
-        /// The EAS byte as sent (non-zero = security on).
-        eas: u8,
+        /// The EAS byte as sent (non-zero = security on); `None` in the UID-only form.
+        eas: Option<u8>,
     },
     /// `0C` EAS control reply.
     EasControl {
@@ -1042,6 +1044,27 @@ impl Reply {
         }
     }
 
+    /// What a check EAS reply says about the tag's EAS bit; `None` for any other reply.
+    ///
+    /// * UID + EAS byte: the byte decides (non-zero = on).
+    /// * UID only: **on**. The spec gives check EAS no "EAS off" success answer: an
+    ///   EAS-off tag answers error `06` (§4.3, "error 06 ⇒ EAS 0"), so an error `00`
+    ///   answer without an EAS byte can only mean the tag answered with its EAS set.
+    ///   The field report in issue 8 agrees: that pad failed on every secured tag and on
+    ///   no other, so it sent this form exactly for secured tags. **[unverified]**: no
+    ///   capture or document of that firmware settles it.
+    /// * Error `06` is not decided here: it means "EAS off" or "no tag"; the driver asks
+    ///   the tag's AFI to tell them apart.
+    pub fn eas_on(&self) -> Option<bool> {
+        match self {
+            Self::CheckEas {
+                eas: Some(byte), ..
+            } => Some(*byte != 0),
+            Self::CheckEas { eas: None, .. } => Some(true),
+            _ => None,
+        }
+    }
+
     /// The frame carrying this reply.
     pub fn to_frame(&self) -> Frame {
         let mut body = vec![self.error().code()];
@@ -1095,7 +1118,7 @@ impl Reply {
             Self::WriteAfi { uid } | Self::EasControl { uid } => body.extend_from_slice(uid),
             Self::CheckEas { uid, eas } => {
                 body.extend_from_slice(uid);
-                body.push(*eas);
+                body.extend(*eas);
             }
             Self::Refused { detail, .. } => body.extend_from_slice(detail),
             Self::Other { body: b, .. } => body.extend_from_slice(b),
@@ -1178,10 +1201,14 @@ impl Reply {
             Some(Command::WriteAfi) => Self::WriteAfi { uid: f.uid()? },
             Some(Command::CheckEas) => {
                 let uid = f.uid()?;
-                Self::CheckEas {
-                    uid,
-                    eas: f.u8("EAS")?,
-                }
+                // Both firmware forms (UID + EAS byte, UID only) are answers; more bytes
+                // than one EAS byte are refused by `finish` below.
+                let eas = if f.remaining() > 0 {
+                    Some(f.u8("EAS")?)
+                } else {
+                    None
+                };
+                Self::CheckEas { uid, eas }
             }
             Some(Command::EasControl) => Self::EasControl { uid: f.uid()? },
             _ => Self::Other {
@@ -1365,6 +1392,89 @@ mod tests {
             err.to_string().contains("11 bytes do not make 2 blocks"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn check_eas_replies_of_both_firmware_forms_and_error_06_are_answers() {
+        let uid = hex::encode_upper(UID);
+        // (body after the command byte, reply, what it says about EAS)
+        let cases: &[(String, Reply, Option<bool>)] = &[
+            (
+                format!("00{uid}01"),
+                Reply::CheckEas {
+                    uid: UID,
+                    eas: Some(0x01),
+                },
+                Some(true),
+            ),
+            (
+                format!("00{uid}00"),
+                Reply::CheckEas {
+                    uid: UID,
+                    eas: Some(0x00),
+                },
+                Some(false),
+            ),
+            (
+                format!("00{uid}"),
+                Reply::CheckEas {
+                    uid: UID,
+                    eas: None,
+                },
+                Some(true),
+            ),
+            (
+                format!("06{uid}"),
+                Reply::Refused {
+                    command: 0x03,
+                    error: ErrorCode::NoTransponder,
+                    detail: UID.to_vec(),
+                },
+                None,
+            ),
+            (
+                "06".to_owned(),
+                Reply::Refused {
+                    command: 0x03,
+                    error: ErrorCode::NoTransponder,
+                    detail: Vec::new(),
+                },
+                None,
+            ),
+        ];
+        for (body, want, eas_on) in cases {
+            let frame = Frame::new(0x03, hex::decode(body).unwrap());
+            let bytes = frame.to_bytes().unwrap();
+            let reply = Reply::parse(&Frame::parse(&bytes).unwrap(), ReadStyle::Old)
+                .unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(&reply, want, "{body}");
+            assert_eq!(reply.eas_on(), *eas_on, "{body}");
+            assert_eq!(reply.to_frame(), frame, "{body} round-trips");
+        }
+    }
+
+    #[test]
+    fn check_eas_replies_that_fit_neither_form_are_refused_with_the_offset() {
+        let uid = hex::encode_upper(UID);
+        let cases: &[(String, &str)] = &[
+            (
+                format!("00{}", &uid[..10]),
+                "command 03, offset 5: UID needs 8 bytes, only 5 left",
+            ),
+            (
+                format!("00{uid}0102"),
+                "command 03, offset 14: 1 unexpected bytes after the last field",
+            ),
+            (
+                "00".to_owned(),
+                "command 03, offset 5: UID needs 8 bytes, only 0 left",
+            ),
+        ];
+        for (body, message) in cases {
+            let frame = Frame::new(0x03, hex::decode(body).unwrap());
+            let err = Reply::parse(&frame, ReadStyle::Old).unwrap_err();
+            assert_eq!(err.to_string(), *message, "{body}");
+        }
     }
 
     #[test]

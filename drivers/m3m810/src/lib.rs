@@ -15,5 +15,5 @@ pub mod sim;
 
 pub use describe::{Direction, describe_frame, describe_frame_as};
 pub use driver::{DriverConfig, DriverError, M3m810Reader, WriteCheck};
-pub use settings::{M3m810Device, M3m810Settings, SharedCommands};
-pub use sim::{SimPad, VirtualTag};
+pub use settings::{M3m810Device, M3m810Settings};
+pub use sim::{CheckEasForm, SimPad, VirtualTag};

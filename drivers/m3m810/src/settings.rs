@@ -22,15 +22,15 @@
 //! stay_ms = 3000
 //! ```
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rfidgw_driver::hex_serde;
-use rfidgw_driver::read_loop::{self, HfCommand, ReadLoopConfig};
+use rfidgw_driver::read_loop::{self, ReadLoopConfig};
 use rfidgw_driver::transport::{self, BoxTransport, LineDefaults, Parity, TransportConfig};
-use rfidgw_driver::{Device, DeviceError, DeviceEvent, DeviceEventSink, DeviceFuture, LinkState};
+use rfidgw_driver::{
+    CommandLease, Device, DeviceError, DeviceEvent, DeviceEventSink, DeviceFuture, LinkState,
+};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{DriverConfig, M3m810Reader};
@@ -172,26 +172,13 @@ impl SimulatorScript for SimulatorSettings {
     }
 }
 
-/// Tag commands (AFI/EAS/block writes) for a device, shared across its restarts: the
-/// daemon keeps the [`read_loop::HfHandle`] and every run of the device takes the receiver.
-pub type SharedCommands = Arc<Mutex<mpsc::Receiver<HfCommand>>>;
-
 /// A `3m810` device: opens its transport, runs the shared read loop over the driver.
 pub struct M3m810Device {
     settings: M3m810Settings,
     config: DriverConfig,
     script: Vec<ScriptedTag>,
-    commands: Commands,
+    commands: Option<CommandLease>,
     pad: SimPad,
-}
-
-/// Where a run takes tag commands from.
-enum Commands {
-    None,
-    /// A receiver this device alone owns ([`M3m810Device::handle`]).
-    Owned(mpsc::Receiver<HfCommand>),
-    /// A receiver shared by every rebuild of the device ([`M3m810Device::with_commands`]).
-    Shared(SharedCommands),
 }
 
 impl std::fmt::Debug for M3m810Device {
@@ -216,25 +203,9 @@ impl M3m810Device {
             settings,
             config,
             script,
-            commands: Commands::None,
+            commands: None,
             pad: SimPad::new(),
         })
-    }
-
-    /// Serves tag commands from `commands` between polls. The receiver outlives the device,
-    /// so one [`read_loop::HfHandle`] keeps working across the supervisor's rebuilds.
-    #[must_use]
-    pub fn with_commands(mut self, commands: SharedCommands) -> Self {
-        self.commands = Commands::Shared(commands);
-        self
-    }
-
-    /// A handle for tag commands (AFI, EAS, blocks) served between polls while this
-    /// device's `run` runs (the same shape as `rfidgw_feig::FeigDevice::handle`).
-    pub fn handle(&mut self) -> read_loop::HfHandle {
-        let (handle, rx) = read_loop::HfHandle::channel(16);
-        self.commands = Commands::Owned(rx);
-        handle
     }
 
     /// With `transport.kind = "simulator"`: the virtual pad `run` serves, to put tags on it,
@@ -268,7 +239,13 @@ impl M3m810Device {
 }
 
 impl Device for M3m810Device {
-    fn run(self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture {
+    /// Tag commands are served between inventories, one at a time.
+    fn lend_commands(&mut self, lease: CommandLease) -> Option<CommandLease> {
+        self.commands = Some(lease);
+        None
+    }
+
+    fn run(mut self: Box<Self>, sink: DeviceEventSink, cancel: CancellationToken) -> DeviceFuture {
         Box::pin(async move {
             let io = transport::open(&self.settings.transport, LINE_DEFAULTS, || {
                 Ok(self.start_simulator())
@@ -305,16 +282,8 @@ impl Device for M3m810Device {
                 }
             }
             let poll = &self.settings.poll;
-            match self.commands {
-                Commands::Shared(shared) => {
-                    let mut commands = shared.lock().await;
-                    read_loop::run(&mut reader, poll, &sink, &cancel, Some(&mut *commands)).await
-                }
-                Commands::Owned(mut commands) => {
-                    read_loop::run(&mut reader, poll, &sink, &cancel, Some(&mut commands)).await
-                }
-                Commands::None => read_loop::run(&mut reader, poll, &sink, &cancel, None).await,
-            }
+            let commands = self.commands.as_deref_mut();
+            read_loop::run(&mut reader, poll, &sink, &cancel, commands).await
         })
     }
 }

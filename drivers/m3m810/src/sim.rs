@@ -9,6 +9,9 @@
 //! Faults: garbage bytes before the next reply, no answer to the next N requests, a
 //! transient `06` on the next N writes (the write is not done), N writes answered OK but not
 //! done (only a read-back shows it), and unplug (the stream is closed).
+//!
+//! Firmware variants are settings, not faults: [`CheckEasForm`] picks which of the two
+//! check EAS success replies the pad sends ([`SimPad::set_check_eas_form`]).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -75,9 +78,21 @@ pub struct Faults {
     pub silent_write_failures: u32,
 }
 
+/// The form of a successful check EAS (`03`) reply; 3M firmware differs here (§4.3).
+/// An EAS-off tag gets error `06` in both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CheckEasForm {
+    /// UID and an EAS byte `01`, as the spec's table lists.
+    #[default]
+    UidAndEas,
+    /// The UID alone, no EAS byte (the firmware of issue 8's field report).
+    UidOnly,
+}
+
 #[derive(Debug, Default)]
 struct PadState {
     field: Vec<VirtualTag>,
+    check_eas_form: CheckEasForm,
     faults: Faults,
     requests: u64,
     writes_refused: u64,
@@ -168,6 +183,17 @@ impl SimPad {
     /// Answers the next `n` writes OK without doing them.
     pub fn drop_next_writes_silently(&self, n: u32) {
         self.lock().faults.silent_write_failures += n;
+    }
+
+    /// Answers check EAS for a secured tag in `form` from now on (a firmware variant, so
+    /// it stays until changed).
+    pub fn set_check_eas_form(&self, form: CheckEasForm) {
+        self.lock().check_eas_form = form;
+    }
+
+    /// The form of check EAS success replies the pad sends.
+    pub fn check_eas_form(&self) -> CheckEasForm {
+        self.lock().check_eas_form
     }
 
     /// The faults still pending.
@@ -493,7 +519,10 @@ fn answer(state: &mut PadState, request: &Request) -> Reply {
         Request::CheckEas { uid } => match tag_at.and_then(|i| state.field.get(i)) {
             Some(tag) if tag.eas => Reply::CheckEas {
                 uid: *uid,
-                eas: 0x01,
+                eas: match state.check_eas_form {
+                    CheckEasForm::UidAndEas => Some(0x01),
+                    CheckEasForm::UidOnly => None,
+                },
             },
             // The spec: error 06 means EAS 0 (§4.3).
             _ => refused(request, ErrorCode::NoTransponder),
@@ -588,8 +617,36 @@ mod tests {
         pad.answer(&Request::EasControl { uid: UID, on: true });
         assert_eq!(
             pad.answer(&Request::CheckEas { uid: UID }),
-            Reply::CheckEas { uid: UID, eas: 1 }
+            Reply::CheckEas {
+                uid: UID,
+                eas: Some(1)
+            }
         );
+    }
+
+    #[test]
+    fn the_uid_only_firmware_form_drops_the_eas_byte_and_still_answers_06_when_off() {
+        let pad = SimPad::new();
+        pad.set_check_eas_form(CheckEasForm::UidOnly);
+        pad.place(VirtualTag::new(UID));
+        assert_eq!(
+            pad.answer(&Request::CheckEas { uid: UID }).error(),
+            ErrorCode::NoTransponder
+        );
+        pad.answer(&Request::EasControl { uid: UID, on: true });
+        let reply = pad.answer(&Request::CheckEas { uid: UID });
+        assert_eq!(
+            reply,
+            Reply::CheckEas {
+                uid: UID,
+                eas: None
+            }
+        );
+        assert_eq!(
+            hex::encode_upper(&reply.to_frame().body),
+            "00E004010031269117"
+        );
+        assert_eq!(pad.check_eas_form(), CheckEasForm::UidOnly);
     }
 
     #[test]

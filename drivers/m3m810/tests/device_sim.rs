@@ -2,7 +2,7 @@
 //! virtual pad delivers arrivals with AFI and memory, then departures, under paused time.
 
 use rfidgw_3m810::{M3m810Device, M3m810Settings};
-use rfidgw_driver::{Device, DeviceEvent, DeviceEventSink, Uid};
+use rfidgw_driver::{Device, DeviceEvent, DeviceEventSink, DeviceReport, TagRead, Uid};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -110,7 +110,12 @@ async fn the_device_handle_writes_afi_and_eas_on_the_simulated_pad_with_retries(
     let settings: M3m810Settings =
         toml::from_str("[transport]\nkind = \"simulator\"\n[poll]\npoll_interval_ms = 50").unwrap();
     let mut device = M3m810Device::new(settings).unwrap();
-    let handle = device.handle();
+    let mailbox = rfidgw_driver::CommandMailbox::new("pad");
+    assert!(
+        mailbox.attach(&mut device).await,
+        "the device takes commands"
+    );
+    let handle = mailbox.handle();
     let pad = device.simulator();
     let uid = [0xE0, 0x04, 0x01, 0x00, 0x31, 0x26, 0x91, 0x17];
     pad.place(rfidgw_3m810::VirtualTag::new(uid));
@@ -121,14 +126,24 @@ async fn the_device_handle_writes_afi_and_eas_on_the_simulated_pad_with_retries(
 
     pad.fail_next_writes(3);
     let uid = Uid::new(uid);
-    handle.write_afi(&uid, 0xDA).await.unwrap().unwrap();
-    handle.write_eas(&uid, true).await.unwrap().unwrap();
+    assert!(
+        matches!(handle.write_afi(&uid, 0xDA, std::time::Duration::from_secs(5)).await, Ok(Ok(rfidgw_driver::CommandAnswer::Written(report))) if report.confirmed())
+    );
+    assert!(
+        matches!(handle.write_eas(&uid, true, std::time::Duration::from_secs(5)).await, Ok(Ok(rfidgw_driver::CommandAnswer::Written(report))) if report.confirmed())
+    );
     let tag = pad
         .tag(&[0xE0, 0x04, 0x01, 0x00, 0x31, 0x26, 0x91, 0x17])
         .unwrap();
     assert_eq!((tag.afi, tag.eas), (0xDA, true));
     assert_eq!(pad.writes_refused(), 3);
-    assert_eq!(handle.read_afi(&uid).await.unwrap(), Ok(0xDA));
+    assert_eq!(
+        handle
+            .read_afi(&uid, std::time::Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Ok(0xDA)
+    );
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
@@ -152,4 +167,45 @@ async fn a_reader_that_does_not_answer_the_version_fails_the_run_with_a_timeout(
     };
     assert_eq!(link, rfidgw_driver::LinkState::Disconnected);
     assert_eq!(counters.timeouts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pad_whose_check_eas_reply_has_no_eas_byte_keeps_running_and_reports_secured_tags() {
+    let settings: M3m810Settings = toml::from_str(
+        "[transport]\nkind = \"simulator\"\n[poll]\npoll_interval_ms = 50\nread_eas = true",
+    )
+    .unwrap();
+    let device = M3m810Device::new(settings).unwrap();
+    let pad = device.simulator();
+    pad.set_check_eas_form(rfidgw_3m810::CheckEasForm::UidOnly);
+    let first = [0xE0, 0x04, 0x01, 0x00, 0x31, 0x26, 0x91, 0x17];
+    let second = [0xE0, 0x04, 0x01, 0x00, 0x31, 0x26, 0x91, 0x18];
+    pad.place(rfidgw_3m810::VirtualTag {
+        eas: true,
+        ..rfidgw_3m810::VirtualTag::new(first)
+    });
+    let (tx, mut rx) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(Box::new(device).run(DeviceEventSink::new("pad", tx), cancel.clone()));
+    let read = next_arrival(&mut rx).await;
+    assert_eq!((read.uid, read.eas), (Uid::new(first), Some(true)));
+    // Many polls later the device is still running and reads a newcomer, secured or not.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        !task.is_finished(),
+        "the device must not fail on the UID-only form"
+    );
+    pad.place(rfidgw_3m810::VirtualTag::new(second));
+    let read = next_arrival(&mut rx).await;
+    assert_eq!((read.uid, read.eas), (Uid::new(second), Some(false)));
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+async fn next_arrival(rx: &mut mpsc::Receiver<DeviceReport>) -> TagRead {
+    loop {
+        if let DeviceEvent::TagArrived(read) = rx.recv().await.unwrap().event {
+            return read;
+        }
+    }
 }

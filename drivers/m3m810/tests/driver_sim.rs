@@ -1,8 +1,8 @@
 //! The driver against the virtual pad over an in-memory stream: real frames both ways.
 
 use rfidgw_3m810::driver::DriverError;
-use rfidgw_3m810::frame::{Reply, Request};
-use rfidgw_3m810::{DriverConfig, M3m810Reader, SimPad, VirtualTag};
+use rfidgw_3m810::frame::{Frame, Reply, Request};
+use rfidgw_3m810::{CheckEasForm, DriverConfig, M3m810Reader, SimPad, VirtualTag};
 use rfidgw_driver::{HfReader, ReaderRefusal, Uid};
 use tokio::io::DuplexStream;
 
@@ -257,4 +257,69 @@ async fn a_reply_for_another_tag_is_not_taken_as_the_answer() {
     pad.inject_garbage(&stale);
     let mut reader = reader(&pad);
     assert_eq!(reader.read_afi(&uid()).await.unwrap(), Ok(0x07));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pad_answering_check_eas_with_the_uid_only_keeps_reading_and_reports_eas() {
+    // The firmware of issue 8: a secured tag's check EAS reply carries no EAS byte. Before
+    // the fix every such reply was a line error and the device restarted forever.
+    let pad = SimPad::new();
+    pad.set_check_eas_form(CheckEasForm::UidOnly);
+    pad.place(VirtualTag {
+        eas: true,
+        ..tag_with_memory()
+    });
+    pad.place(VirtualTag::new(OTHER));
+    let mut reader = reader(&pad);
+    for round in 0..5 {
+        let seen = reader.inventory(None).await.unwrap().unwrap();
+        assert_eq!(seen.len(), 2, "round {round}");
+        assert_eq!(
+            reader.read_eas(&uid()).await.unwrap(),
+            Ok(true),
+            "round {round}: secured tag"
+        );
+        assert_eq!(
+            reader.read_eas(&Uid::new(OTHER)).await.unwrap(),
+            Ok(false),
+            "round {round}: unsecured tag (error 06, tag present)"
+        );
+    }
+    // EAS writes read back through the same reply form.
+    let check = reader
+        .write_eas_verified(&uid(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((check.read_back, check.attempts), (Some(false), 1));
+    reader.write_eas(&uid(), true).await.unwrap().unwrap();
+    assert!(pad.tag(&UID).unwrap().eas);
+    let counters = reader.stats().snapshot();
+    assert_eq!((counters.timeouts, counters.bytes_skipped), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_eas_reply_that_fits_no_form_is_a_refusal_and_the_next_command_works() {
+    // UID, then two bytes where at most one EAS byte belongs: the attribute is unknown,
+    // the line is fine.
+    let pad = SimPad::new();
+    pad.place(tag_with_memory());
+    let mut odd = vec![0x00];
+    odd.extend_from_slice(&UID);
+    odd.extend([0x01, 0x02]);
+    let mut reader = reader(&pad);
+    // The pad's real answer to the request below follows the odd one; the driver takes
+    // the odd one as the answer and skips the real one on the next command.
+    pad.inject_garbage(&Frame::new(0x03, odd).to_bytes().unwrap());
+    let refusal = reader.read_eas(&uid()).await.unwrap().unwrap_err();
+    let ReaderRefusal::Status { code, meaning } = &refusal else {
+        panic!("{refusal:?}")
+    };
+    assert_eq!(*code, 0x00);
+    assert!(
+        meaning.contains("check EAS") && meaning.contains("unexpected bytes"),
+        "{meaning}"
+    );
+    assert_eq!(reader.read_afi(&uid()).await.unwrap(), Ok(0x07));
+    assert_eq!(reader.read_eas(&uid()).await.unwrap(), Ok(false));
 }

@@ -1,0 +1,270 @@
+//! The gate's loans cache for database security mode (PROTOCOLS.md §3.4): item id → on
+//! loan or not, in memory so a gate decides without touching the disk or the network.
+//!
+//! It is kept current by the daemon's own transactions (later issues call
+//! [`LoansCache::record`]), by ILS item-information lookups done in the background when a
+//! gate sees an item the cache does not know or knows only from long ago, and by
+//! `rfidgw loans import`. Every change is also written to the store, so it survives a
+//! restart; the decision itself only ever reads memory.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rfidgw_sip2::Sip2Pool;
+use serde::Deserialize;
+
+use crate::store::{Store, StoreError};
+
+/// SIP2 circulation status `04` "charged" (SIP2 §1.7): the item is on loan.
+const CHARGED: u32 = 4;
+/// Statuses that say the item is in the library's hands: `03` available, `08` waiting on
+/// the hold shelf, `09` waiting to be re-shelved, `10` in transit (SIP2 §1.7).
+const IN_HOUSE: [u32; 4] = [3, 8, 9, 10];
+
+/// The `[loans]` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoansConfig {
+    /// Ask the ILS (SIP2 item information) in the background when a gate sees an item the
+    /// cache does not know, or knows only from longer ago than `refresh_s` (default true).
+    pub lookup: bool,
+    /// How old a cached state may be before a sighting refreshes it, in seconds (default
+    /// 3600). The gate still decides from the old state at once.
+    pub refresh_s: u64,
+}
+
+impl Default for LoansConfig {
+    fn default() -> Self {
+        Self {
+            lookup: true,
+            refresh_s: 3_600,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    on_loan: bool,
+    updated: SystemTime,
+}
+
+/// The in-memory loans cache. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct LoansCache {
+    entries: Arc<RwLock<HashMap<String, Entry>>>,
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    store: Option<Store>,
+    config: Arc<LoansConfigShared>,
+}
+
+#[derive(Debug, Default)]
+struct LoansConfigShared {
+    lookup: bool,
+    refresh: Duration,
+}
+
+impl LoansCache {
+    /// Loads the cache from the store.
+    pub async fn load(store: Store, config: &LoansConfig) -> Result<Self, StoreError> {
+        let rows = store.loans().await?;
+        let entries = rows
+            .into_iter()
+            .map(|row| {
+                let updated = SystemTime::UNIX_EPOCH
+                    + Duration::from_millis(u64::try_from(row.updated_ms).unwrap_or(0));
+                (
+                    row.item_id,
+                    Entry {
+                        on_loan: row.on_loan,
+                        updated,
+                    },
+                )
+            })
+            .collect();
+        Ok(Self {
+            entries: Arc::new(RwLock::new(entries)),
+            in_flight: Arc::default(),
+            store: Some(store),
+            config: Arc::new(LoansConfigShared {
+                lookup: config.lookup,
+                refresh: Duration::from_secs(config.refresh_s),
+            }),
+        })
+    }
+
+    /// Whether the item is on loan, if the cache knows.
+    pub fn on_loan(&self, item: &str) -> Option<bool> {
+        self.read().get(item).map(|e| e.on_loan)
+    }
+
+    /// How many items the cache knows.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Records an item's state now (memory at once; the store in the background).
+    pub fn record(&self, item: &str, on_loan: bool, source: &'static str) {
+        let updated = SystemTime::now();
+        self.entries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(item.to_owned(), Entry { on_loan, updated });
+        if let Some(store) = self.store.clone() {
+            let item = item.to_owned();
+            tokio::spawn(async move {
+                if let Err(error) = store
+                    .upsert_loans(&[(item, on_loan)], source, updated)
+                    .await
+                {
+                    tracing::warn!(%error, "loans cache not saved; it is kept in memory");
+                }
+            });
+        }
+    }
+
+    /// Starts a background ILS lookup when the item is unknown or its state is old. Never
+    /// waits: the caller decides from what the cache holds now.
+    pub fn refresh_if_stale(&self, item: &str, ils: Option<&Sip2Pool>) {
+        let Some(pool) = ils.filter(|_| self.config.lookup) else {
+            return;
+        };
+        let fresh = self.read().get(item).is_some_and(|e| {
+            e.updated
+                .elapsed()
+                .is_ok_and(|age| age < self.config.refresh)
+        });
+        if fresh {
+            return;
+        }
+        {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !in_flight.insert(item.to_owned()) {
+                return;
+            }
+        }
+        let cache = self.clone();
+        let pool = pool.clone();
+        let item = item.to_owned();
+        tokio::spawn(async move {
+            match pool.item_information(&item).await {
+                Ok(info) if info.circulation_status == CHARGED => {
+                    cache.record(&item, true, "ils");
+                }
+                Ok(info) if IN_HOUSE.contains(&info.circulation_status) => {
+                    cache.record(&item, false, "ils");
+                }
+                Ok(info) => tracing::debug!(
+                    %item, status = info.circulation_status,
+                    "ILS circulation status says nothing about a loan; cache unchanged"
+                ),
+                Err(error) => tracing::debug!(%item, %error, "loans cache lookup failed"),
+            }
+            cache
+                .in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&item);
+        });
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
+        self.entries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Parses an import file: one `item_id,on_loan` per line (`on_loan`: `1`/`0`,
+/// `true`/`false`, `yes`/`no`); blank lines and `#` comments are skipped; a header line
+/// `item_id,on_loan` is allowed. An error names the line.
+pub fn parse_import(text: &str) -> Result<Vec<(String, bool)>, String> {
+    let mut rows = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || (n == 0 && line.starts_with("item_id")) {
+            continue;
+        }
+        let (item, flag) = line
+            .split_once(',')
+            .ok_or_else(|| format!("line {}: expected `item_id,on_loan`", n + 1))?;
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(format!("line {}: the item id is empty", n + 1));
+        }
+        let on_loan = match flag.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" => true,
+            "0" | "false" | "no" => false,
+            other => {
+                return Err(format!(
+                    "line {}: on_loan must be 1/0, true/false or yes/no, not `{other}`",
+                    n + 1
+                ));
+            }
+        };
+        rows.push((item.to_owned(), on_loan));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_lines_parse_or_name_the_bad_line() {
+        let rows =
+            parse_import("item_id,on_loan\n# comment\n1001,1\n 1002 , no \n\n1003,TRUE\n").unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("1001".into(), true),
+                ("1002".into(), false),
+                ("1003".into(), true)
+            ]
+        );
+        let cases = [
+            ("1001", "line 1: expected"),
+            ("x,1\n,1", "line 2: the item id is empty"),
+            ("1,maybe", "line 1: on_loan must be"),
+        ];
+        for (text, want) in cases {
+            let err = parse_import(text).unwrap_err();
+            assert!(err.starts_with(want), "{text:?}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn recorded_states_are_read_at_once_and_survive_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).await.unwrap();
+        let cache = LoansCache::load(store.clone(), &LoansConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(cache.on_loan("1001"), None);
+        cache.record("1001", true, "checkout");
+        assert_eq!(cache.on_loan("1001"), Some(true));
+        // The store write runs in the background; wait for it through the store itself.
+        for _ in 0..200 {
+            if !store.loans().await.unwrap().is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let again = LoansCache::load(store.clone(), &LoansConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(again.on_loan("1001"), Some(true));
+        assert_eq!(again.len(), 1);
+        store.close().await;
+    }
+}

@@ -1,0 +1,395 @@
+//! Stations: pure workflows (the gate first; return/sort and self-check follow) and one
+//! thin runner that feeds them and carries out what they decide.
+//!
+//! Two timing rules live here and in the transactions that follow:
+//!
+//! * **Decide before the disk.** [`StationRunner`] is called by the pipeline with each
+//!   device report *before* the report goes to the journal. A gate decides from the tag and
+//!   the in-memory loans cache, sends its output commands without waiting for them, and only
+//!   then are the read and the decision journaled. An alarm never waits for an fsync or the
+//!   network; slow work (the title from the ILS, a loans-cache refresh) runs afterwards in
+//!   tasks of its own.
+//! * **Durable before acknowledged.** A loan, a return, an offline transaction or an owed
+//!   tag write (later issues) is committed to the store before a patron, kiosk or peer is
+//!   told it is done. The gate has nothing to acknowledge to anyone, so it only follows the
+//!   first rule; staff acknowledgements of alarms are committed before the API answers.
+
+pub mod counting;
+pub mod gate;
+pub mod loans;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rfidgw_driver::{DeviceEvent, DeviceHandle, DeviceReport};
+use rfidgw_sip2::Sip2Pool;
+use rfidgw_tag::{DecodedTag, SecurityConfig, SecurityMode};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::bus::{Event, GateAlarm, StationControl};
+use crate::config::{StationConfig, StationKind};
+use crate::pipeline::Stations;
+use gate::{Gate, GateAction, Sighting};
+use loans::LoansCache;
+
+/// What the status API shows of one gate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GateStatus {
+    /// Tags in the gate now.
+    pub present: usize,
+    /// Alarms since the daemon started.
+    pub alarms: u64,
+    /// The newest alarm.
+    pub last_alarm: Option<GateAlarm>,
+    /// Until when the outputs are silenced (ms since the Unix epoch), if they are.
+    pub silenced_until_ms: Option<u64>,
+    /// People counting, when the gate counts.
+    pub people: Option<PeopleStatus>,
+}
+
+/// Live people counts of a gate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PeopleStatus {
+    /// In since the daemon started.
+    pub entered_total: u64,
+    /// Out since the daemon started.
+    pub left_total: u64,
+    /// In during the interval running now.
+    pub entered_interval: u64,
+    /// Out during the interval running now.
+    pub left_interval: u64,
+}
+
+/// The stations' live state, shared with the status API. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct StationsStatus {
+    gates: Arc<RwLock<BTreeMap<String, GateStatus>>>,
+}
+
+impl StationsStatus {
+    /// Every gate's status, by station id.
+    pub fn gates(&self) -> BTreeMap<String, GateStatus> {
+        self.gates
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn update(&self, station: &str, change: impl FnOnce(&mut GateStatus)) {
+        let mut gates = self
+            .gates
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(gates.entry(station.to_owned()).or_default());
+    }
+}
+
+/// What the runner needs from the rest of the daemon.
+pub struct StationContext {
+    /// The site's security rules (`[tags.security]`).
+    pub security: SecurityConfig,
+    /// Whether the site lists institutions of its own (`[tags.owners]`).
+    pub site_has_owners: bool,
+    /// Command handles of every device.
+    pub handles: HashMap<String, DeviceHandle>,
+    /// The loans cache (database security mode).
+    pub loans: LoansCache,
+    /// The ILS, for titles after an alarm and loans-cache refreshes; `None` without one.
+    pub ils: Option<Sip2Pool>,
+    /// Where results that arrive later (output failures, titles) are journaled.
+    pub events: mpsc::Sender<Event>,
+    /// Where the live state is shown.
+    pub status: StationsStatus,
+}
+
+struct GateStation {
+    id: String,
+    gate: Gate,
+}
+
+/// Routes device reports to the stations they belong to and carries out their actions.
+pub struct StationRunner {
+    /// Device id → index into `gates`, built once at start.
+    routes: HashMap<String, usize>,
+    gates: Vec<GateStation>,
+    ctx: StationContext,
+    alarm_seq: u64,
+}
+
+impl StationRunner {
+    /// A runner for the configured stations.
+    pub fn new(stations: &[StationConfig], ctx: StationContext) -> Self {
+        let now = Instant::now();
+        let mut routes = HashMap::new();
+        let mut gates = Vec::new();
+        for station in stations.iter().filter(|s| s.kind == StationKind::Gate) {
+            let index = gates.len();
+            for device in &station.devices {
+                routes.insert(device.clone(), index);
+            }
+            ctx.status.update(&station.id, |_| {});
+            gates.push(GateStation {
+                id: station.id.clone(),
+                gate: Gate::new(station.gate.clone().unwrap_or_default(), now),
+            });
+        }
+        Self {
+            routes,
+            gates,
+            ctx,
+            alarm_seq: 0,
+        }
+    }
+
+    fn next_alarm_id(&mut self) -> String {
+        self.alarm_seq += 1;
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("A{ms}-{}", self.alarm_seq)
+    }
+
+    fn carry_out(&mut self, index: usize, actions: Vec<GateAction>) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut alarm_id = None;
+        for action in actions {
+            let station = self.gates[index].id.clone();
+            match action {
+                GateAction::Alarm(alarm) => {
+                    let id = self.next_alarm_id();
+                    let record = GateAlarm {
+                        alarm_id: id.clone(),
+                        station: station.clone(),
+                        device: alarm.device,
+                        uid: alarm.uid.to_string(),
+                        item: alarm.item.clone(),
+                        reason: alarm.reason.as_str(),
+                        silenced: alarm.silenced,
+                    };
+                    tracing::warn!(
+                        station = %station, alarm = %id, uid = %record.uid,
+                        item = record.item.as_deref().unwrap_or("-"), reason = record.reason,
+                        silenced = record.silenced, "gate alarm"
+                    );
+                    self.ctx.status.update(&station, |s| {
+                        s.alarms += 1;
+                        s.last_alarm = Some(record.clone());
+                    });
+                    if let (Some(item), Some(pool)) = (alarm.item, &self.ctx.ils) {
+                        spawn_title_lookup(pool.clone(), &self.ctx.events, &id, &station, item);
+                    }
+                    alarm_id = Some(id);
+                    events.push(Event::GateAlarm(record));
+                }
+                GateAction::Output { device, command } => {
+                    let deadline = Duration::from_millis(
+                        self.gates[index].gate.config().alarm.command_deadline_ms,
+                    );
+                    let failed = |error: String| Event::AlarmOutputFailed {
+                        alarm_id: alarm_id.clone().unwrap_or_default(),
+                        station: station.clone(),
+                        device: device.clone(),
+                        error,
+                    };
+                    match self.ctx.handles.get(&device) {
+                        Some(handle) => {
+                            let handle = handle.clone();
+                            let events = self.ctx.events.clone();
+                            let failed = failed(String::new());
+                            // Sent now, answered later: the pipeline never waits for a device.
+                            tokio::spawn(async move {
+                                let error = match handle.output(command, deadline).await {
+                                    Ok(Ok(_)) => return,
+                                    Ok(Err(refusal)) => refusal.to_string(),
+                                    Err(error) => error.to_string(),
+                                };
+                                tracing::warn!(device = handle.device(), %error, "alarm output not done");
+                                if let Event::AlarmOutputFailed {
+                                    alarm_id,
+                                    station,
+                                    device,
+                                    ..
+                                } = failed
+                                {
+                                    let _ = events.try_send(Event::AlarmOutputFailed {
+                                        alarm_id,
+                                        station,
+                                        device,
+                                        error,
+                                    });
+                                }
+                            });
+                        }
+                        None => events.push(failed(format!("no device `{device}`"))),
+                    }
+                }
+                GateAction::Notice { uid, item, reason } => events.push(Event::GateNotice {
+                    station,
+                    device: String::new(),
+                    uid: uid.to_string(),
+                    item,
+                    reason: reason.as_str(),
+                }),
+                GateAction::Counted(count) => events.push(Event::PeopleCounted {
+                    station,
+                    entered: count.entered,
+                    left: count.left,
+                    interval_s: count.interval_s,
+                }),
+            }
+        }
+        events
+    }
+
+    fn show(&self, index: usize, now: Instant) {
+        let station = &self.gates[index];
+        let present = station.gate.present();
+        let silenced_until_ms = station
+            .gate
+            .silenced_until(now)
+            .map(|until| epoch_ms(SystemTime::now() + until.duration_since(now)));
+        let people = station.gate.counter().map(|c| {
+            let (entered_total, left_total) = c.totals();
+            let (entered_interval, left_interval) = c.current();
+            PeopleStatus {
+                entered_total,
+                left_total,
+                entered_interval,
+                left_interval,
+            }
+        });
+        self.ctx.status.update(&station.id, |s| {
+            s.present = present;
+            s.silenced_until_ms = silenced_until_ms;
+            s.people = people;
+        });
+    }
+
+    fn gate_of(&self, station: &str) -> Option<usize> {
+        self.gates.iter().position(|g| g.id == station)
+    }
+}
+
+fn epoch_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Looks the title up after the alarm (never before it: the alarm must not wait).
+fn spawn_title_lookup(
+    pool: Sip2Pool,
+    events: &mpsc::Sender<Event>,
+    alarm_id: &str,
+    station: &str,
+    item: String,
+) {
+    let events = events.clone();
+    let alarm_id = alarm_id.to_owned();
+    let station = station.to_owned();
+    tokio::spawn(async move {
+        match pool.item_information(&item).await {
+            Ok(info) if !info.title_identifier.is_empty() => {
+                let _ = events.try_send(Event::AlarmTitle {
+                    alarm_id,
+                    station,
+                    item,
+                    title: info.title_identifier,
+                });
+            }
+            Ok(_) => {}
+            Err(error) => tracing::info!(%item, %error, "no title for the alarmed item"),
+        }
+    });
+}
+
+impl Stations for StationRunner {
+    fn on_report(&mut self, report: &DeviceReport, decoded: Option<&DecodedTag>) -> Vec<Event> {
+        let Some(&index) = self.routes.get(&report.device) else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        let actions = match &report.event {
+            DeviceEvent::TagArrived(read) => {
+                let Some(tag) = decoded else {
+                    return Vec::new();
+                };
+                let item = tag.item.as_ref().map(|i| i.primary_item_id.as_str());
+                let database = self.ctx.security.mode == SecurityMode::Database;
+                let on_loan = match item {
+                    Some(item) if database => {
+                        self.ctx.loans.refresh_if_stale(item, self.ctx.ils.as_ref());
+                        self.ctx.loans.on_loan(item)
+                    }
+                    _ => None,
+                };
+                let verdict = gate::decide(
+                    Sighting { tag, on_loan },
+                    &self.ctx.security,
+                    &self.gates[index].gate.config().policy,
+                    self.ctx.site_has_owners,
+                );
+                self.gates[index]
+                    .gate
+                    .arrived(&report.device, &read.uid, verdict, item, now)
+            }
+            DeviceEvent::TagDeparted { uid } => {
+                self.gates[index].gate.departed(&report.device, uid, now);
+                Vec::new()
+            }
+            DeviceEvent::Inputs(inputs) => {
+                self.gates[index]
+                    .gate
+                    .inputs(&report.device, inputs.levels, now);
+                Vec::new()
+            }
+            DeviceEvent::Card(_) | DeviceEvent::Health { .. } | DeviceEvent::Stopped { .. } => {
+                return Vec::new();
+            }
+        };
+        let mut events = self.carry_out(index, actions);
+        for event in &mut events {
+            if let Event::GateNotice { device, .. } = event {
+                device.clone_from(&report.device);
+            }
+        }
+        self.show(index, now);
+        events
+    }
+
+    fn tick(&mut self) -> Vec<Event> {
+        let now = Instant::now();
+        let mut events = Vec::new();
+        for index in 0..self.gates.len() {
+            let actions = self.gates[index].gate.tick(now);
+            events.extend(self.carry_out(index, actions));
+            self.show(index, now);
+        }
+        events
+    }
+
+    fn control(&mut self, control: StationControl) -> Vec<Event> {
+        let now = Instant::now();
+        match control {
+            StationControl::Silence { station, on, reply } => {
+                let Some(index) = self.gate_of(&station) else {
+                    let _ = reply.send(Err(format!("no gate station `{station}`")));
+                    return Vec::new();
+                };
+                let until_ms = if on {
+                    let until = self.gates[index].gate.silence(now);
+                    Some(epoch_ms(SystemTime::now() + until.duration_since(now)))
+                } else {
+                    self.gates[index].gate.unsilence();
+                    None
+                };
+                self.show(index, now);
+                let _ = reply.send(Ok(until_ms));
+                tracing::info!(%station, ?until_ms, "gate silence changed by staff");
+                vec![Event::GateSilenced { station, until_ms }]
+            }
+        }
+    }
+}
