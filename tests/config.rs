@@ -239,3 +239,91 @@ mod properties {
         }
     }
 }
+
+/// A gate config with a FEIG reader limited to AFI 07, for the gate checks below.
+const GATE: &str = r#"
+[daemon]
+data_dir = "/tmp/rfidgw-test"
+
+[[devices]]
+id = "left"
+driver = "feig"
+[devices.settings.transport]
+kind = "simulator"
+[devices.settings.poll]
+inventory_afi = "07"
+
+[[devices]]
+id = "desk"
+driver = "sim"
+settings = { round_ms = 1000 }
+
+[[stations]]
+id = "exit"
+kind = "gate"
+devices = ["left"]
+[stations.gate]
+leave_window_ms = 1000
+"#;
+
+#[test]
+fn gate_mistakes_name_the_key_and_say_what_would_work() {
+    // (what to append or replace, the key named, words of the explanation)
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            format!("{GATE}[[stations.gate.alarm.outputs]]\ndevice = \"desk\"\n"),
+            "stations.exit.gate.alarm.outputs[0].device",
+            "not one of this gate's devices",
+        ),
+        (
+            format!("{GATE}[stations.gate.counting]\ndevice = \"left\"\nouter_input = 4\n"),
+            "stations.exit.gate.counting.outer_input",
+            "1 to 3",
+        ),
+        (
+            format!("{GATE}[stations.gate.counting]\ndevice = \"left\"\nouter_input = 2\n"),
+            "stations.exit.gate.counting.inner_input",
+            "two different inputs",
+        ),
+        (
+            format!("{GATE}[stations.gate.policy]\nforeign = \"alarm\"\n"),
+            "devices.left.settings.poll.inventory_afi",
+            "needs every tag",
+        ),
+        (
+            format!("{GATE}[tags.security]\nmode = \"database\"\n"),
+            "devices.left.settings.poll.inventory_afi",
+            "CFG4",
+        ),
+        (
+            format!("{GATE}[stations.gate.alarm]\ncommand_deadline_ms = 0\n"),
+            "stations.exit.gate.alarm.command_deadline_ms",
+            "at least 1",
+        ),
+        (
+            GATE.replace("kind = \"gate\"", "kind = \"staff\""),
+            "stations.exit.gate",
+            "kind \"gate\"",
+        ),
+        (
+            format!("{GATE}[stations.gate.policy]\nforeign = \"sound\"\n"),
+            "foreign",
+            "sound",
+        ),
+        (
+            GATE.replace("leave_window_ms", "leave_ms"),
+            "leave_ms",
+            "unknown field",
+        ),
+    ];
+    for (text, key, words) in cases {
+        let message = load_error(&text);
+        assert!(
+            message.contains(key) && message.contains(words),
+            "{key}: {message}"
+        );
+    }
+    // The AFI limit is fine when the policies need only secured items.
+    let (_dir, path) = write(GATE);
+    Config::load_with_env(&path, env(&[])).unwrap();
+}

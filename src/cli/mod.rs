@@ -1,12 +1,13 @@
 //! The command line: parses arguments with clap and hands each subcommand to its module.
 //!
 //! Each subcommand lives in a file of its own so the pieces stay small: `daemon` (run,
-//! check-config), `tag`, `sip2`, `frame` and `devices`. Every subcommand returns an
+//! check-config), `tag`, `sip2`, `frame`, `devices` and `gate` (alarms, gate, loans). Every subcommand returns an
 //! `anyhow::Result`; errors are printed once, here, with their causes, and exit non-zero.
 
 mod daemon;
 mod devices;
 mod frame;
+mod gate;
 mod sip2;
 mod tag;
 
@@ -38,6 +39,15 @@ enum Command {
     Frame(frame::FrameCommand),
     /// List serial ports and USB devices.
     Devices(devices::DevicesArgs),
+    /// List and acknowledge gate alarms (through the running daemon's API).
+    #[command(subcommand)]
+    Alarms(gate::AlarmsCommand),
+    /// Staff commands for exit gates (through the running daemon's API).
+    #[command(subcommand)]
+    Gate(gate::GateCommand),
+    /// The gate's loans cache (database security mode).
+    #[command(subcommand)]
+    Loans(gate::LoansCommand),
 }
 
 /// Parses the command line, runs the subcommand and turns its result into an exit code.
@@ -50,6 +60,9 @@ pub fn main() -> ExitCode {
         Command::Sip2(args) => sip2::run(args),
         Command::Frame(command) => frame::run(command),
         Command::Devices(args) => devices::run(&args),
+        Command::Alarms(command) => gate::alarms(command),
+        Command::Gate(command) => gate::gate(command),
+        Command::Loans(command) => gate::loans(command),
     };
     match result {
         Ok(code) => code,
