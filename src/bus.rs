@@ -66,6 +66,9 @@ pub enum Event {
         /// Why a presence ended when the tag did not leave by itself (the device stopped).
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// What the station decided on this read (made before the read was journaled).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        decision: Option<Decision>,
     },
     /// A gate raised an alarm (decided before the disk; journaled right after). No patron
     /// data is ever part of it.
@@ -130,6 +133,18 @@ pub enum Event {
         /// The interval's length in seconds.
         interval_s: u64,
     },
+}
+
+/// A station's decision on one read, journaled with the read (`payload.decision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// `alarm`, `pass` or `notice`.
+    pub verdict: &'static str,
+    /// Why: `secured`, `not_on_loan`, `unsecured`, `policy`, `foreign`, `unreadable` …
+    pub reason: &'static str,
+    /// `false` when the read continued a passage already decided (second pedestal, the same
+    /// item back within the gate's windows): nothing new was done.
+    pub acted: bool,
 }
 
 /// A gate alarm as journaled and shown by the API.
@@ -219,6 +234,7 @@ impl Event {
                 report,
                 decoded,
                 reason,
+                decision,
             } => {
                 let mut payload = serde_json::to_value(&report.event)
                     .unwrap_or_else(|e| json!({ "unserialisable": e.to_string() }));
@@ -231,6 +247,9 @@ impl Event {
                     }
                     if let Some(reason) = reason {
                         map.insert("reason".into(), json!(reason));
+                    }
+                    if let Some(decision) = decision {
+                        map.insert("decision".into(), json!(decision));
                     }
                 }
                 (
@@ -313,6 +332,11 @@ mod tests {
             report,
             decoded: Some(Arc::new(decoded)),
             reason: None,
+            decision: Some(Decision {
+                verdict: "alarm",
+                reason: "secured",
+                acted: true,
+            }),
         };
         let entry = event.to_journal();
         assert_eq!(entry.kind, "tag_arrived");
@@ -321,6 +345,8 @@ mod tests {
         assert_eq!(entry.at, SystemTime::UNIX_EPOCH);
         assert_eq!(entry.payload["uid"], "E004");
         assert_eq!(entry.payload["decoded"]["primary_item_id"], "11223344");
+        assert_eq!(entry.payload["decision"]["verdict"], "alarm");
+        assert_eq!(entry.payload["decision"]["reason"], "secured");
     }
 
     #[test]

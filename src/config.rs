@@ -320,16 +320,22 @@ impl Config {
         station: &StationConfig,
         invalid: &dyn Fn(String, String) -> ConfigError,
     ) -> Result<(), ConfigError> {
-        let Some(gate) = &station.gate else {
-            return Ok(());
+        let defaults;
+        let gate = match (&station.gate, station.kind) {
+            (Some(gate), StationKind::Gate) => gate,
+            (None, StationKind::Gate) => {
+                defaults = crate::station::gate::GateConfig::default();
+                &defaults
+            }
+            (Some(_), _) => {
+                return Err(invalid(
+                    format!("stations.{}.gate", station.id),
+                    "a [stations.gate] section belongs to a station of kind \"gate\"".into(),
+                ));
+            }
+            (None, _) => return Ok(()),
         };
         let key = |rest: &str| format!("stations.{}.gate.{rest}", station.id);
-        if station.kind != StationKind::Gate {
-            return Err(invalid(
-                format!("stations.{}.gate", station.id),
-                "a [stations.gate] section belongs to a station of kind \"gate\"".into(),
-            ));
-        }
         for (n, output) in gate.alarm.outputs.iter().enumerate() {
             if !station.devices.contains(&output.device) {
                 return Err(invalid(
@@ -372,6 +378,23 @@ impl Config {
                 key("alarm.command_deadline_ms"),
                 "must be at least 1".into(),
             ));
+        }
+        if self.tags.security.mode == rfidgw_tag::SecurityMode::Eas {
+            // An EAS site decides from each tag's EAS bit (on FEIG: the NXP EAS Alarm
+            // command, B1 A5), so every HF reader of the gate must check it.
+            for id in &station.devices {
+                let device = self.devices.iter().find(|d| &d.id == id);
+                if device.and_then(DeviceConfig::reads_eas) == Some(false) {
+                    return Err(invalid(
+                        format!("devices.{id}.settings.poll.read_eas"),
+                        format!(
+                            "tags.security.mode is \"eas\", so gate `{}` decides from each tag's \
+                             EAS bit: set read_eas = true on its readers",
+                            station.id
+                        ),
+                    ));
+                }
+            }
         }
         self.validate_gate_afi_filter(station, gate)
             .map_err(|(device, problem)| {

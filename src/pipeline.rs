@@ -25,7 +25,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
-use crate::bus::{Event, StationControl};
+use crate::bus::{Decision, Event, StationControl};
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -47,11 +47,22 @@ pub fn site_decoder(site: rfidgw_tag::SiteConfig) -> TagDecoder {
     })
 }
 
+/// What the stations made of one report.
+#[derive(Debug, Default)]
+pub struct StationResponse {
+    /// The decision on the read, journaled with it.
+    pub decision: Option<Decision>,
+    /// Events to journal after the read (alarms, notices).
+    pub events: Vec<Event>,
+}
+
 /// What the pipeline asks of the stations. Implemented by the station runner; the pipeline
 /// sits below the stations and knows them only through this.
 pub trait Stations: Send {
-    /// A device report, before it is journaled; returns the events to journal after it.
-    fn on_report(&mut self, report: &DeviceReport, decoded: Option<&DecodedTag>) -> Vec<Event>;
+    /// A device report, before it is journaled; returns the decision and the events to
+    /// journal after it.
+    fn on_report(&mut self, report: &DeviceReport, decoded: Option<&DecodedTag>)
+    -> StationResponse;
     /// Time passes (about every [`TICK`]).
     fn tick(&mut self) -> Vec<Event>;
     /// A request from staff.
@@ -63,8 +74,8 @@ pub trait Stations: Send {
 pub struct NoStations;
 
 impl Stations for NoStations {
-    fn on_report(&mut self, _: &DeviceReport, _: Option<&DecodedTag>) -> Vec<Event> {
-        Vec::new()
+    fn on_report(&mut self, _: &DeviceReport, _: Option<&DecodedTag>) -> StationResponse {
+        StationResponse::default()
     }
     fn tick(&mut self) -> Vec<Event> {
         Vec::new()
@@ -286,14 +297,15 @@ impl DevicePipeline {
                         at: report.at,
                         event: DeviceEvent::TagDeparted { uid },
                     };
-                    let station_events = self.stations.on_report(&departure, None);
+                    let response = self.stations.on_report(&departure, None);
                     out.push(Event::Device {
                         station: station.clone(),
                         report: departure,
                         decoded: None,
                         reason: Some(format!("device stopped: {reason}")),
+                        decision: response.decision,
                     });
-                    out.extend(station_events);
+                    out.extend(response.events);
                 }
                 last_link.remove(&device);
             }
@@ -307,14 +319,15 @@ impl DevicePipeline {
             _ => None,
         };
         // Decide before the disk: the stations act now, the journal follows.
-        let station_events = self.stations.on_report(&report, decoded.as_deref());
+        let response = self.stations.on_report(&report, decoded.as_deref());
         out.push(Event::Device {
             station,
             report,
             decoded,
             reason: None,
+            decision: response.decision,
         });
-        out.extend(station_events);
+        out.extend(response.events);
     }
 
     /// Passes events to the journal without ever waiting: what does not fit now waits in
@@ -609,6 +622,39 @@ mod tests {
         let want: Vec<String> = (0..100u8).map(|n| format!("E0{n:02X}")).collect();
         assert_eq!(seen, want);
         assert_eq!(health.snapshot().dropped, 0);
+    }
+
+    /// A failing store is visible (status API, logs) while the writer keeps retrying, and
+    /// nothing handed to it is published before it is committed.
+    #[tokio::test]
+    async fn a_failing_store_shows_in_the_journal_health_and_nothing_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.db")).await.unwrap();
+        store.close().await; // every commit now fails
+        let (event_tx, event_rx) = mpsc::channel(4);
+        let (published, mut subscriber) = broadcast::channel(4);
+        let health = JournalHealth::default();
+        let journal = tokio::spawn(run_journal(
+            event_rx,
+            store,
+            published,
+            Progress::default(),
+            8,
+            health.clone(),
+        ));
+        event_tx
+            .send(Event::DaemonStopping {
+                reason: "test".into(),
+            })
+            .await
+            .unwrap();
+        while health.snapshot().state != "failing" {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let snapshot = health.snapshot();
+        assert!(snapshot.error.unwrap().contains("closed"), "the error says why");
+        assert!(subscriber.try_recv().is_err(), "nothing uncommitted is published");
+        journal.abort();
     }
 
     #[tokio::test]

@@ -139,6 +139,22 @@ async fn pass_through(daemon: &Daemon, sim: &SimHandle, uid: &str) {
     .await;
 }
 
+/// The gate's decision on the newest read of `uid`: verdict, reason, whether it acted.
+async fn decision(daemon: &Daemon, uid: &str) -> (String, String, bool) {
+    let row = journal(daemon, "tag_arrived")
+        .await
+        .into_iter()
+        .rev()
+        .find(|p| p["uid"] == uid)
+        .expect("a read of the tag");
+    let d = &row["decision"];
+    (
+        d["verdict"].as_str().unwrap_or_default().to_owned(),
+        d["reason"].as_str().unwrap_or_default().to_owned(),
+        d["acted"].as_bool().unwrap_or_default(),
+    )
+}
+
 async fn count_for(daemon: &Daemon, kind: &str, uid: &Uid) -> usize {
     let uid = uid.to_string();
     journal(daemon, kind)
@@ -175,6 +191,16 @@ async fn a_secured_item_drives_the_gate_outputs_and_borrowed_foreign_and_reread_
     pass_through(&daemon, &sim, "E004010000000003").await; // foreign
     assert!(journal(&daemon, "gate_alarm").await.is_empty());
     assert!(sim.outputs().is_empty(), "{:?}", sim.outputs());
+    // Each read is journaled with the decision made on it.
+    let words = |v: &str, r: &str, a| (v.to_owned(), r.to_owned(), a);
+    assert_eq!(
+        decision(&daemon, "E004010000000002").await,
+        words("pass", "unsecured", true)
+    );
+    assert_eq!(
+        decision(&daemon, "E004010000000003").await,
+        words("pass", "policy", true)
+    );
 
     pass_through(&daemon, &sim, "E004010000000001").await; // secured
     let outputs = eventually("the [71] frame", async || {
@@ -194,6 +220,10 @@ async fn a_secured_item_drives_the_gate_outputs_and_borrowed_foreign_and_reread_
     assert_eq!(alarms[0]["item"], "11223344");
     assert_eq!(alarms[0]["station"], "main-exit");
     assert_eq!(alarms[0]["silenced"], false);
+    assert_eq!(
+        decision(&daemon, "E004010000000001").await,
+        words("alarm", "secured", true)
+    );
     // The title comes from the ILS after the alarm, as a row of its own.
     let title = eventually("the title", async || {
         journal(&daemon, "alarm_title").await.into_iter().next()
@@ -207,6 +237,10 @@ async fn a_secured_item_drives_the_gate_outputs_and_borrowed_foreign_and_reread_
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(journal(&daemon, "gate_alarm").await.len(), 1);
     assert_eq!(sim.outputs().len(), 1);
+    assert_eq!(
+        decision(&daemon, "E004010000000001").await,
+        words("alarm", "secured", false)
+    );
     assert_eq!(daemon.stations().gates()["main-exit"].alarms, 1);
     daemon.shutdown("test").await.unwrap();
     sim.unplug();
@@ -322,6 +356,80 @@ async fn commands_sent_while_the_reader_restarts_each_get_an_answer_by_their_dea
         "done {done}, not running {not_running}"
     );
     assert!(!sim.outputs().is_empty());
+    daemon.shutdown("test").await.unwrap();
+    sim.unplug();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_pedestal_disconnected_the_other_keeps_the_gate_working_and_status_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("usb-FEIG_ID_CPR-if00-port0");
+    let dead = dir.path().join("usb-FEIG_ID_CPR-if00-port1"); // nothing plugged in there
+    let sim = SimHandle::default();
+    insert(&sim, "E004010000000001", 0x07, OURS);
+    let _reader = plug(&link, &sim);
+    let text = format!(
+        r#"
+        [daemon]
+        data_dir = "{data}"
+        restart_backoff_max_ms = 1000
+        [api]
+        enabled = false
+        [tags.owners]
+        libraries = [{{ country = "DE", library = "705" }}]
+        [[devices]]
+        id = "gate-left"
+        driver = "feig"
+        settings.transport = {{ kind = "serial", path = "{link}" }}
+        settings.poll = {{ poll_interval_ms = 20, depart_after_polls = 2 }}
+        [[devices]]
+        id = "gate-right"
+        driver = "feig"
+        settings.transport = {{ kind = "serial", path = "{dead}" }}
+        [[stations]]
+        id = "main-exit"
+        kind = "gate"
+        devices = ["gate-left", "gate-right"]
+        [[stations.gate.alarm.outputs]]
+        device = "gate-left"
+        [[stations.gate.alarm.outputs]]
+        device = "gate-right"
+        "#,
+        data = dir.path().display(),
+        link = link.display(),
+        dead = dead.display(),
+    );
+    let config = Config::parse("two-pedestals.toml", &text, std::iter::empty()).unwrap();
+    let daemon = Daemon::start(config).await.unwrap();
+    pass_through(&daemon, &sim, "E004010000000001").await;
+    eventually("the [71] frame on the working pedestal", async || {
+        (!sim.outputs().is_empty()).then_some(())
+    })
+    .await;
+    let alarms = journal(&daemon, "gate_alarm").await;
+    assert_eq!(alarms.len(), 1);
+    assert_eq!(alarms[0]["device"], "gate-left");
+    // The dead pedestal's output could not be driven: that is recorded, not hidden.
+    let failed = eventually("the failed output", async || {
+        journal(&daemon, "alarm_output_failed")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(failed["device"], "gate-right");
+    assert_eq!(failed["alarm_id"], alarms[0]["alarm_id"]);
+    let right = daemon
+        .registry()
+        .snapshot()
+        .into_iter()
+        .find(|d| d.id == "gate-right")
+        .unwrap();
+    assert_ne!(right.state, rfidgw::registry::DeviceState::Connected);
+    assert!(
+        right.last_error.unwrap().contains("port1"),
+        "the error names the path"
+    );
     daemon.shutdown("test").await.unwrap();
     sim.unplug();
 }

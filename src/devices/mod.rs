@@ -76,6 +76,21 @@ impl DeviceConfig {
         u8::from_str_radix(afi.trim(), 16).ok()
     }
 
+    /// Whether this device reads each tag's NXP EAS bit (`settings.poll.read_eas`); `None`
+    /// for drivers without the shared HF read loop.
+    pub fn reads_eas(&self) -> Option<bool> {
+        match self.driver {
+            DriverKind::Feig | DriverKind::M3m810 => Some(
+                self.settings
+                    .get("poll")
+                    .and_then(|p| p.get("read_eas"))
+                    .and_then(toml::Value::as_bool)
+                    .unwrap_or(false),
+            ),
+            DriverKind::Sim | DriverKind::Hid => None,
+        }
+    }
+
     fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, DeviceConfigError> {
         // serde_path_to_error names the key inside the table (`tags[0].afi`).
         serde_path_to_error::deserialize(toml::Value::Table(self.settings.clone())).map_err(

@@ -234,6 +234,27 @@ pub enum Verdict {
     Notice(AlarmReason),
 }
 
+impl PassReason {
+    /// The reason's name in the journal.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unsecured => "unsecured",
+            Self::Policy => "policy",
+        }
+    }
+}
+
+impl Verdict {
+    /// `alarm`, `pass` or `notice`, and the reason, as the journal shows them.
+    pub const fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Alarm(reason) => ("alarm", reason.as_str()),
+            Self::Pass(reason) => ("pass", reason.as_str()),
+            Self::Notice(reason) => ("notice", reason.as_str()),
+        }
+    }
+}
+
 fn apply(policy: Policy, reason: AlarmReason) -> Verdict {
     match policy {
         Policy::Alarm => Verdict::Alarm(reason),
@@ -394,7 +415,8 @@ impl Gate {
         self.counter.as_ref()
     }
 
-    /// A tag arrived on one of the gate's readers.
+    /// A tag arrived on one of the gate's readers. Returns whether this read started a new
+    /// passage (and so the verdict was acted on), and the actions.
     pub fn arrived(
         &mut self,
         device: &str,
@@ -402,12 +424,12 @@ impl Gate {
         verdict: Verdict,
         item: Option<&str>,
         now: Instant,
-    ) -> Vec<GateAction> {
+    ) -> (bool, Vec<GateAction>) {
         if let Some(presence) = self.presences.get_mut(uid) {
             // The second pedestal, or the same tag back within the leave window.
             presence.readers.insert(device.to_owned());
             presence.lost_at = None;
-            return Vec::new();
+            return (false, Vec::new());
         }
         let key = item.map_or_else(|| uid.to_string(), str::to_owned);
         let same_passage = match self.passages.get(&key) {
@@ -425,9 +447,9 @@ impl Gate {
         );
         self.passages.insert(key, None);
         if same_passage {
-            return Vec::new();
+            return (false, Vec::new());
         }
-        match verdict {
+        let actions = match verdict {
             Verdict::Pass(_) => Vec::new(),
             Verdict::Notice(reason) => vec![GateAction::Notice {
                 uid: uid.clone(),
@@ -435,7 +457,8 @@ impl Gate {
                 reason,
             }],
             Verdict::Alarm(reason) => self.alarm(device, uid, item, reason, now),
-        }
+        };
+        (true, actions)
     }
 
     fn alarm(
@@ -793,7 +816,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
         // (step, actions expected)
-        let first = gate.arrived("left", &uid, alarm, Some("1234"), t0);
+        let first = gate.arrived("left", &uid, alarm, Some("1234"), t0).1;
         assert_eq!(kinds(&first), ["alarm", "output"]);
         let GateAction::Output { device, command } = &first[1] else {
             unreachable!()
@@ -802,6 +825,7 @@ mod tests {
         assert_eq!(command.relay_for, Some(Duration::from_secs(2)));
         assert!(
             gate.arrived("right", &uid, alarm, Some("1234"), ms(10))
+                .1
                 .is_empty()
         );
         gate.departed("left", &uid, ms(100));
@@ -809,6 +833,7 @@ mod tests {
         // Back within the leave window: the same presence.
         assert!(
             gate.arrived("left", &uid, alarm, Some("1234"), ms(900))
+                .1
                 .is_empty()
         );
         gate.departed("left", &uid, ms(1_000));
@@ -819,6 +844,7 @@ mod tests {
         // Back within the enter window: the same passage, no second alarm.
         assert!(
             gate.arrived("left", &uid, alarm, Some("1234"), ms(5_000))
+                .1
                 .is_empty()
         );
         gate.departed("left", &uid, ms(5_100));
@@ -826,7 +852,11 @@ mod tests {
         // A new passage after the enter window: a new alarm.
         gate.tick(ms(20_000));
         assert_eq!(
-            kinds(&gate.arrived("left", &uid, alarm, Some("1234"), ms(20_000))),
+            kinds(
+                &gate
+                    .arrived("left", &uid, alarm, Some("1234"), ms(20_000))
+                    .1
+            ),
             ["alarm", "output"]
         );
     }
@@ -837,22 +867,26 @@ mod tests {
         let now = Instant::now();
         let until = gate.silence(now);
         assert_eq!(until, now + Duration::from_secs(300));
-        let actions = gate.arrived(
-            "left",
-            &Uid::new([1]),
-            Verdict::Alarm(AlarmReason::Secured),
-            None,
-            now,
-        );
+        let actions = gate
+            .arrived(
+                "left",
+                &Uid::new([1]),
+                Verdict::Alarm(AlarmReason::Secured),
+                None,
+                now,
+            )
+            .1;
         assert_eq!(kinds(&actions), ["silenced-alarm"]);
         gate.unsilence();
-        let actions = gate.arrived(
-            "left",
-            &Uid::new([2]),
-            Verdict::Alarm(AlarmReason::Secured),
-            None,
-            now,
-        );
+        let actions = gate
+            .arrived(
+                "left",
+                &Uid::new([2]),
+                Verdict::Alarm(AlarmReason::Secured),
+                None,
+                now,
+            )
+            .1;
         assert_eq!(kinds(&actions), ["alarm", "output"]);
     }
 
@@ -860,21 +894,25 @@ mod tests {
     async fn passes_and_notices_never_drive_outputs() {
         let mut gate = gate_with_output();
         let now = Instant::now();
-        let pass = gate.arrived(
-            "left",
-            &Uid::new([1]),
-            Verdict::Pass(PassReason::Unsecured),
-            Some("1"),
-            now,
-        );
+        let pass = gate
+            .arrived(
+                "left",
+                &Uid::new([1]),
+                Verdict::Pass(PassReason::Unsecured),
+                Some("1"),
+                now,
+            )
+            .1;
         assert!(pass.is_empty());
-        let notice = gate.arrived(
-            "left",
-            &Uid::new([2]),
-            Verdict::Notice(AlarmReason::Unreadable),
-            None,
-            now,
-        );
+        let notice = gate
+            .arrived(
+                "left",
+                &Uid::new([2]),
+                Verdict::Notice(AlarmReason::Unreadable),
+                None,
+                now,
+            )
+            .1;
         assert_eq!(kinds(&notice), ["notice"]);
     }
 

@@ -29,9 +29,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::bus::{Event, GateAlarm, StationControl};
+use crate::bus::{Decision, Event, GateAlarm, StationControl};
 use crate::config::{StationConfig, StationKind};
-use crate::pipeline::Stations;
+use crate::pipeline::{StationResponse, Stations};
 use gate::{Gate, GateAction, Sighting};
 use loans::LoansCache;
 
@@ -306,15 +306,20 @@ fn spawn_title_lookup(
 }
 
 impl Stations for StationRunner {
-    fn on_report(&mut self, report: &DeviceReport, decoded: Option<&DecodedTag>) -> Vec<Event> {
+    fn on_report(
+        &mut self,
+        report: &DeviceReport,
+        decoded: Option<&DecodedTag>,
+    ) -> StationResponse {
         let Some(&index) = self.routes.get(&report.device) else {
-            return Vec::new();
+            return StationResponse::default();
         };
         let now = Instant::now();
+        let mut decision = None;
         let actions = match &report.event {
             DeviceEvent::TagArrived(read) => {
                 let Some(tag) = decoded else {
-                    return Vec::new();
+                    return StationResponse::default();
                 };
                 let item = tag.item.as_ref().map(|i| i.primary_item_id.as_str());
                 let database = self.ctx.security.mode == SecurityMode::Database;
@@ -331,9 +336,17 @@ impl Stations for StationRunner {
                     &self.gates[index].gate.config().policy,
                     self.ctx.site_has_owners,
                 );
-                self.gates[index]
-                    .gate
-                    .arrived(&report.device, &read.uid, verdict, item, now)
+                let (acted, actions) =
+                    self.gates[index]
+                        .gate
+                        .arrived(&report.device, &read.uid, verdict, item, now);
+                let (verdict, reason) = verdict.words();
+                decision = Some(Decision {
+                    verdict,
+                    reason,
+                    acted,
+                });
+                actions
             }
             DeviceEvent::TagDeparted { uid } => {
                 self.gates[index].gate.departed(&report.device, uid, now);
@@ -346,7 +359,7 @@ impl Stations for StationRunner {
                 Vec::new()
             }
             DeviceEvent::Card(_) | DeviceEvent::Health { .. } | DeviceEvent::Stopped { .. } => {
-                return Vec::new();
+                return StationResponse::default();
             }
         };
         let mut events = self.carry_out(index, actions);
@@ -356,7 +369,7 @@ impl Stations for StationRunner {
             }
         }
         self.show(index, now);
-        events
+        StationResponse { decision, events }
     }
 
     fn tick(&mut self) -> Vec<Event> {
@@ -391,5 +404,124 @@ impl Stations for StationRunner {
                 vec![Event::GateSilenced { station, until_ms }]
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rfidgw_driver::{TagRead, Uid};
+
+    fn runner(mode: SecurityMode, loans: LoansCache) -> (StationRunner, mpsc::Receiver<Event>) {
+        let station: StationConfig = toml::from_str(
+            "id = \"exit\"\nkind = \"gate\"\ndevices = [\"g\"]\n[gate]\nenter_window_ms = 0",
+        )
+        .unwrap();
+        let (events, rx) = mpsc::channel(16);
+        let ctx = StationContext {
+            security: SecurityConfig {
+                mode,
+                ..SecurityConfig::default()
+            },
+            site_has_owners: false,
+            handles: HashMap::new(),
+            loans,
+            ils: None,
+            events,
+            status: StationsStatus::default(),
+        };
+        (StationRunner::new(&[station], ctx), rx)
+    }
+
+    fn arrival(uid: u8, item: &str) -> (DeviceReport, DecodedTag) {
+        let memory = rfidgw_tag::parse_hex(
+            "11010131313232333334340000000000000000513E4445373035000000000000",
+        )
+        .unwrap();
+        let mut tag = rfidgw_tag::decode(
+            &memory,
+            &rfidgw_tag::TagHints::default(),
+            &rfidgw_tag::SiteConfig::default(),
+        );
+        if let Some(found) = &mut tag.item {
+            found.primary_item_id = item.to_owned();
+        }
+        let report = DeviceReport {
+            device: "g".into(),
+            at: SystemTime::now(),
+            event: DeviceEvent::TagArrived(TagRead::uid_only(Uid::new([0xE0, uid]))),
+        };
+        (report, tag)
+    }
+
+    #[tokio::test]
+    async fn in_database_mode_the_gate_decides_from_the_loans_cache_in_memory() {
+        let loans = LoansCache::default();
+        loans.record("1001", true, "checkout");
+        loans.record("1002", false, "checkin");
+        let (mut runner, _events) = runner(SecurityMode::Database, loans);
+        // (uid, item, verdict, reason, alarm events)
+        let rows = [
+            (1, "1001", "pass", "unsecured", 0),
+            (2, "1002", "alarm", "not_on_loan", 1),
+            (3, "1003", "notice", "unknown_state", 0),
+        ];
+        for (uid, item, verdict, reason, alarms) in rows {
+            let (report, tag) = arrival(uid, item);
+            let response = runner.on_report(&report, Some(&tag));
+            let decision = response.decision.unwrap();
+            assert_eq!(
+                (decision.verdict, decision.reason),
+                (verdict, reason),
+                "{item}"
+            );
+            let raised = response
+                .events
+                .iter()
+                .filter(|e| matches!(e, Event::GateAlarm(_)))
+                .count();
+            assert_eq!(raised, alarms, "{item}");
+        }
+        let status = &runner.ctx.status.gates()["exit"];
+        assert_eq!((status.alarms, status.present), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn reports_of_devices_outside_any_gate_are_left_alone() {
+        let (mut runner, _events) = runner(SecurityMode::Afi, LoansCache::default());
+        let (mut report, tag) = arrival(1, "1001");
+        report.device = "desk".into();
+        let response = runner.on_report(&report, Some(&tag));
+        assert!(response.decision.is_none() && response.events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn silencing_an_unknown_gate_says_so_and_a_known_one_is_journaled() {
+        let (mut runner, _events) = runner(SecurityMode::Afi, LoansCache::default());
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let events = runner.control(StationControl::Silence {
+            station: "nowhere".into(),
+            on: true,
+            reply,
+        });
+        assert!(events.is_empty());
+        assert_eq!(
+            answer.await.unwrap(),
+            Err("no gate station `nowhere`".into())
+        );
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let events = runner.control(StationControl::Silence {
+            station: "exit".into(),
+            on: true,
+            reply,
+        });
+        assert!(answer.await.unwrap().unwrap().is_some());
+        assert!(matches!(
+            &events[..],
+            [Event::GateSilenced {
+                until_ms: Some(_),
+                ..
+            }]
+        ));
     }
 }

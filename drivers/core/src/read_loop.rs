@@ -671,6 +671,215 @@ async fn poll_forever<R: HfReader>(
 }
 
 #[cfg(test)]
+mod write_tests {
+    //! The one write-verify loop every HF driver goes through, against a scripted tag.
+    use super::*;
+
+    /// A reader with one tag whose AFI writes can be refused, lost, or whose read-back is
+    /// refused.
+    struct Tag {
+        afi: u8,
+        refuse_write: bool,
+        lose_writes: u32,
+        refuse_read: bool,
+        writes: u32,
+    }
+
+    impl HfReader for Tag {
+        async fn inventory(
+            &mut self,
+            _: Option<u8>,
+        ) -> Result<TagOutcome<Vec<InventoryEntry>>, DeviceError> {
+            Ok(Ok(Vec::new()))
+        }
+        async fn read_blocks(
+            &mut self,
+            _: &Uid,
+            _: u8,
+            _: u8,
+        ) -> Result<TagOutcome<Vec<u8>>, DeviceError> {
+            Ok(Err(ReaderRefusal::NoTransponder))
+        }
+        async fn write_blocks(
+            &mut self,
+            _: &Uid,
+            _: u8,
+            _: &[u8],
+        ) -> Result<TagOutcome<()>, DeviceError> {
+            Ok(Err(ReaderRefusal::NoTransponder))
+        }
+        async fn read_afi(&mut self, _: &Uid) -> Result<TagOutcome<u8>, DeviceError> {
+            if self.refuse_read {
+                return Ok(Err(ReaderRefusal::NoTransponder));
+            }
+            Ok(Ok(self.afi))
+        }
+        async fn write_afi(&mut self, _: &Uid, afi: u8) -> Result<TagOutcome<()>, DeviceError> {
+            self.writes += 1;
+            if self.refuse_write {
+                return Ok(Err(ReaderRefusal::Status {
+                    code: 0x03,
+                    meaning: "write error".into(),
+                }));
+            }
+            if self.lose_writes > 0 {
+                self.lose_writes -= 1;
+            } else {
+                self.afi = afi;
+            }
+            Ok(Ok(()))
+        }
+        async fn read_eas(&mut self, _: &Uid) -> Result<TagOutcome<bool>, DeviceError> {
+            Ok(Ok(false))
+        }
+        async fn write_eas(&mut self, _: &Uid, _: bool) -> Result<TagOutcome<()>, DeviceError> {
+            Ok(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn every_write_is_read_back_and_the_result_says_how_it_went() {
+        let tag = |refuse_write, lose_writes, refuse_read| Tag {
+            afi: 0x07,
+            refuse_write,
+            lose_writes,
+            refuse_read,
+            writes: 0,
+        };
+        let confirmed = |attempts| {
+            Ok(WriteReport {
+                read_back: ReadBack::Confirmed,
+                attempts,
+            })
+        };
+        // (tag, the answer, writes made)
+        let rows: Vec<(Tag, TagOutcome<WriteReport>, u32)> = vec![
+            (tag(false, 0, false), confirmed(1), 1),
+            (tag(false, 2, false), confirmed(3), 3),
+            (
+                tag(false, 9, false),
+                Ok(WriteReport {
+                    read_back: ReadBack::Differs { found: "07".into() },
+                    attempts: 3,
+                }),
+                3,
+            ),
+            (
+                tag(false, 0, true),
+                Ok(WriteReport {
+                    read_back: ReadBack::NotRead {
+                        reason: "no transponder".into(),
+                    },
+                    attempts: 1,
+                }),
+                1,
+            ),
+            (
+                tag(true, 0, false),
+                Err(ReaderRefusal::Status {
+                    code: 0x03,
+                    meaning: "write error".into(),
+                }),
+                1,
+            ),
+        ];
+        for (n, (mut tag, want, writes)) in rows.into_iter().enumerate() {
+            let got = write_verified(&mut tag, &Uid::new([0xE0]), &TagValue::Afi(0xC2))
+                .await
+                .unwrap();
+            assert_eq!(got, want, "row {n}");
+            assert_eq!(tag.writes, writes, "row {n}");
+        }
+    }
+
+    /// A reader whose EAS answer its driver cannot parse (firmware differs).
+    struct OddEas;
+
+    impl HfReader for OddEas {
+        async fn inventory(
+            &mut self,
+            _: Option<u8>,
+        ) -> Result<TagOutcome<Vec<InventoryEntry>>, DeviceError> {
+            Ok(Ok(Vec::new()))
+        }
+        async fn read_blocks(
+            &mut self,
+            _: &Uid,
+            _: u8,
+            n: u8,
+        ) -> Result<TagOutcome<Vec<u8>>, DeviceError> {
+            Ok(Ok(vec![0; usize::from(n) * 4]))
+        }
+        async fn write_blocks(
+            &mut self,
+            _: &Uid,
+            _: u8,
+            _: &[u8],
+        ) -> Result<TagOutcome<()>, DeviceError> {
+            Ok(Ok(()))
+        }
+        async fn read_afi(&mut self, _: &Uid) -> Result<TagOutcome<u8>, DeviceError> {
+            Ok(Ok(0x07))
+        }
+        async fn write_afi(&mut self, _: &Uid, _: u8) -> Result<TagOutcome<()>, DeviceError> {
+            Ok(Ok(()))
+        }
+        async fn read_eas(&mut self, _: &Uid) -> Result<TagOutcome<bool>, DeviceError> {
+            Err(DeviceError::Protocol(
+                "check EAS reply: 9 bytes, expected 10".into(),
+            ))
+        }
+        async fn write_eas(&mut self, _: &Uid, _: bool) -> Result<TagOutcome<()>, DeviceError> {
+            Ok(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_attribute_the_driver_cannot_read_is_unknown_and_counted_and_the_tag_reported() {
+        let config = ReadLoopConfig {
+            read_eas: true,
+            memory_blocks: 2,
+            ..ReadLoopConfig::default()
+        };
+        let entry = InventoryEntry {
+            uid: Uid::new([0xE0, 1]),
+            dsfid: Some(0),
+        };
+        let mut unknown = 0;
+        let read = arrival_read(&mut OddEas, &config, &entry, &mut unknown)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (read.afi, read.eas, read.memory.map(|m| m.len())),
+            (Some(0x07), None, Some(8))
+        );
+        assert_eq!(unknown, 1);
+    }
+
+    #[tokio::test]
+    async fn an_output_command_to_a_reader_without_outputs_is_unsupported_not_a_broken_line() {
+        let mut tag = Tag {
+            afi: 0,
+            refuse_write: false,
+            lose_writes: 0,
+            refuse_read: false,
+            writes: 0,
+        };
+        let result = execute(
+            &mut tag,
+            DeviceCommand::Output(crate::OutputCommand::default()),
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(result, Err(CommandError::Unsupported(_))),
+            "{result:?}"
+        );
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
