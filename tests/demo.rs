@@ -47,6 +47,23 @@ async fn the_demo_config_runs_and_every_station_sees_tags() {
     });
     guard.await.expect("every demo station reports a tag");
 
+    // The demo gate alarms on its secured item, lets the borrowed and the foreign one pass,
+    // and counts the person walking in through its light barriers.
+    let gate = tokio::time::timeout(Duration::from_mins(1), async {
+        loop {
+            let gate = daemon.stations().gates()["main-exit"].clone();
+            let people = gate.people.unwrap_or_default();
+            if gate.alarms > 0 && people.entered_total > 0 {
+                return gate;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the demo gate alarms and counts");
+    let alarm = gate.last_alarm.unwrap();
+    assert_eq!((alarm.reason, alarm.item.as_deref()), ("secured", Some("11223344")));
+
     // The SIP2 pool logs in to the built-in ACS simulator and says so in the journal.
     let pool = daemon.ils().pool().expect("the demo has an ILS");
     tokio::time::timeout(

@@ -43,6 +43,18 @@ pub struct SimulatorSettings {
     pub round_ms: u64,
     /// The tags and when they are in the field (on the pad).
     pub tags: Vec<SimTagSettings>,
+    /// Digital input levels over the round (a gate's light barriers; FEIG only).
+    pub inputs: Vec<SimInputStep>,
+}
+
+/// From `at_ms` into each round, the reader's inputs have `levels` (bit 0 = input 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimInputStep {
+    /// When, in milliseconds from the start of the round.
+    pub at_ms: u64,
+    /// The input levels from then on, bits 0–2 = inputs 1–3.
+    pub levels: u8,
 }
 
 /// One scripted virtual tag.

@@ -54,6 +54,18 @@ impl FeigDevice {
             self.simulator.clone().unwrap_or_default(),
             self.script.iter().map(|s| s.tag.clone()).collect(),
         );
+        let inputs = self.settings.simulator.inputs.clone();
+        if !inputs.is_empty() {
+            let round = Duration::from_millis(self.settings.simulator.round_ms);
+            let cancel = cancel.clone();
+            let handle = simulator.handle();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = play_inputs(&handle, &inputs, round) => {}
+                }
+            });
+        }
         if !self.script.is_empty() {
             let script = self.script.clone();
             let round = Duration::from_millis(self.settings.simulator.round_ms);
@@ -109,5 +121,26 @@ impl Device for FeigDevice {
             )
             .await
         })
+    }
+}
+
+/// Plays the scripted light-barrier levels, round after round (once when `round` is 0).
+async fn play_inputs(
+    handle: &SimHandle,
+    steps: &[rfidgw_driver::sim_script::SimInputStep],
+    round: Duration,
+) {
+    let mut steps = steps.to_vec();
+    steps.sort_by_key(|s| s.at_ms);
+    loop {
+        let start = tokio::time::Instant::now();
+        for step in &steps {
+            tokio::time::sleep_until(start + Duration::from_millis(step.at_ms)).await;
+            handle.set_inputs(step.levels);
+        }
+        if round.is_zero() {
+            return;
+        }
+        tokio::time::sleep_until(start + round).await;
     }
 }

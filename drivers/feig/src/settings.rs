@@ -181,12 +181,22 @@ impl FeigSettings {
                 "0 would time out every request; 1000 is the default",
             ));
         }
-        if !self.simulator.tags.is_empty()
-            && !matches!(self.transport, TransportConfig::Simulator {})
-        {
+        let simulated = matches!(self.transport, TransportConfig::Simulator {});
+        for (key, used) in [
+            ("simulator.tags", !self.simulator.tags.is_empty()),
+            ("simulator.inputs", !self.simulator.inputs.is_empty()),
+        ] {
+            if used && !simulated {
+                return Err(SettingsError::new(
+                    key,
+                    "only used with transport.kind = \"simulator\"",
+                ));
+            }
+        }
+        if self.simulator.inputs.iter().any(|step| step.levels > 0x07) {
             return Err(SettingsError::new(
-                "simulator.tags",
-                "only used with transport.kind = \"simulator\"",
+                "simulator.inputs",
+                "levels has bits 0-2 for inputs 1-3 (0 to 7)",
             ));
         }
         self.simulator.script().map(drop)

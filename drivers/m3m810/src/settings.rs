@@ -198,6 +198,13 @@ impl M3m810Device {
             message: e.message,
         })?;
         let config = settings.driver.to_config()?;
+        if !settings.simulator.inputs.is_empty() {
+            return Err(SettingsError {
+                key: "simulator.inputs".into(),
+                message: "the 3M pad has no digital inputs; scripted inputs are for FEIG gates"
+                    .into(),
+            });
+        }
         let script = settings.simulator.script()?;
         Ok(Self {
             settings,
