@@ -86,6 +86,9 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts everything and sends `READY=1`.
+    // Start-up reads top to bottom in the order things start (the order is the design);
+    // the parts that can stand alone are already helpers below.
+    #[allow(clippy::too_many_lines)]
     pub async fn start(config: Config) -> Result<Self, AppError> {
         let started = Instant::now();
         let store = Store::open(&config.store_path()).await?;
@@ -107,66 +110,44 @@ impl Daemon {
             config.store.batch_max,
             health.clone(),
         ));
+        let peers_of = |ils: &Ils| -> Arc<dyn Fn() -> Vec<PeerStatus> + Send + Sync> {
+            let ils = ils.clone();
+            Arc::new(move || ils.peers())
+        };
 
         // The ILS starts connecting in the background; READY never waits for it.
         let ils_tasks = TaskTracker::new();
         let ils_cancel = CancellationToken::new();
         let ils = Ils::start(&config.ils, &ils_tasks, &ils_cancel, events.clone()).await?;
-        let peers: Arc<dyn Fn() -> Vec<PeerStatus> + Send + Sync> = {
-            let ils = ils.clone();
-            Arc::new(move || ils.peers())
+        let peers = peers_of(&ils);
+
+        let side = start_stations(
+            &config, &store, &registry, &ils, &events, &health, reports_rx,
+        )
+        .await?;
+        let api_state = ApiState {
+            registry: registry.clone(),
+            store: store.clone(),
+            started,
+            peers: peers.clone(),
+            stations: side.stations.clone(),
+            journal_health: health.clone(),
+            controls: side.controls.clone(),
+            events: events.downgrade(),
+            published: published.clone(),
+            loans: side.loans.clone(),
         };
 
-        // Every device's mailbox lives as long as the daemon; stations hold the handles.
-        let mailboxes: HashMap<String, Arc<CommandMailbox>> = config
-            .devices
-            .iter()
-            .map(|d| (d.id.clone(), Arc::new(CommandMailbox::new(d.id.clone()))))
-            .collect();
-        let handles: HashMap<String, DeviceHandle> = mailboxes
-            .iter()
-            .map(|(id, mailbox)| (id.clone(), mailbox.handle()))
-            .collect();
-        let loans = LoansCache::load(store.clone(), &config.loans).await?;
-        let stations = StationsStatus::default();
-        let runner = StationRunner::new(
-            &config.stations,
-            StationContext {
-                security: config.tags.security,
-                site_has_owners: !config.tags.owners.is_empty(),
-                handles: handles.clone(),
-                loans: loans.clone(),
-                ils: ils.pool().cloned(),
-                events: events.clone(),
-                status: stations.clone(),
-            },
-        );
-        let (controls, controls_rx) = mpsc::channel(16);
-        let pipeline = tokio::spawn(
-            DevicePipeline {
-                registry: registry.clone(),
-                decoder: pipeline::site_decoder(config.tags.clone()),
-                stations: Box::new(runner),
-                journal: events.clone(),
-                health: health.clone(),
-            }
-            .run(reports_rx, controls_rx),
-        );
-
         let api_addr = if config.api.enabled {
-            let state = ApiState {
-                registry: registry.clone(),
-                store: store.clone(),
-                started,
-                peers: peers.clone(),
-                stations: stations.clone(),
-                journal_health: health.clone(),
-                controls: controls.clone(),
-                events: events.downgrade(),
-                published: published.clone(),
-                loans: loans.clone(),
-            };
-            Some(serve_api(config.api.listen, state, &background, &background_cancel).await?)
+            Some(
+                serve_api(
+                    config.api.listen,
+                    api_state,
+                    &background,
+                    &background_cancel,
+                )
+                .await?,
+            )
         } else {
             None
         };
@@ -177,13 +158,9 @@ impl Daemon {
             })
             .await;
 
-        let devices = TaskTracker::new();
-        let devices_cancel = CancellationToken::new();
-        spawn_devices(
+        let (devices, devices_cancel) = spawn_devices(
             &config,
-            &mailboxes,
-            &devices,
-            &devices_cancel,
+            &side.mailboxes,
             &DeviceTaskContext {
                 reports: reports.clone(),
                 events: events.clone(),
@@ -192,28 +169,20 @@ impl Daemon {
             },
         );
 
-        if config.store.journal_keep_days > 0 || config.store.alarm_keep_days > 0 {
-            background.spawn(prune_journal(
-                store.clone(),
-                config.store.journal_keep_days,
-                config.store.alarm_keep_days,
-                background_cancel.clone(),
-            ));
-        }
-        background.spawn(report_health(
-            registry.clone(),
+        spawn_background(
+            &config,
+            &store,
+            &registry,
             peers,
             progress,
-            background_cancel.clone(),
-        ));
+            &background,
+            &background_cancel,
+        );
 
         notify::ready(&registry.status_line());
-        tracing::info!(
-            ready_after_ms = started.elapsed().as_millis(),
-            store = %store.path().display(),
-            devices = config.devices.len(),
-            "rfidgw ready"
-        );
+        let ready_after_ms = started.elapsed().as_millis();
+        let devices_n = config.devices.len();
+        tracing::info!(ready_after_ms, store = %store.path().display(), devices = devices_n, "rfidgw ready");
         Ok(Self {
             config,
             store,
@@ -227,14 +196,14 @@ impl Daemon {
             ils_tasks,
             ils_cancel,
             background_cancel,
-            pipeline,
+            pipeline: side.pipeline,
             journal,
             background,
             api_addr,
-            handles,
-            stations,
-            controls,
-            loans,
+            handles: side.handles,
+            stations: side.stations,
+            controls: side.controls,
+            loans: side.loans,
         })
     }
 
@@ -329,14 +298,117 @@ impl Daemon {
     }
 }
 
+/// The device side of a running daemon: mailboxes, the stations and the pipeline task.
+struct StationSide {
+    mailboxes: HashMap<String, Arc<CommandMailbox>>,
+    handles: HashMap<String, DeviceHandle>,
+    loans: LoansCache,
+    stations: StationsStatus,
+    controls: mpsc::Sender<StationControl>,
+    pipeline: JoinHandle<()>,
+}
+
+/// Builds every device's mailbox, loads the loans cache, and starts the pipeline with the
+/// station runner in it (stations see reports before the journal).
+async fn start_stations(
+    config: &Config,
+    store: &Store,
+    registry: &Registry,
+    ils: &Ils,
+    events: &mpsc::Sender<Event>,
+    health: &JournalHealth,
+    reports: mpsc::Receiver<rfidgw_driver::DeviceReport>,
+) -> Result<StationSide, AppError> {
+    let (mailboxes, handles) = mailboxes(config);
+    let loans = LoansCache::load(store.clone(), &config.loans).await?;
+    let stations = StationsStatus::default();
+    let (controls, controls_rx) = mpsc::channel(16);
+    let runner = StationRunner::new(
+        &config.stations,
+        StationContext {
+            security: config.tags.security,
+            site_has_owners: !config.tags.owners.is_empty(),
+            handles: handles.clone(),
+            loans: loans.clone(),
+            ils: ils.pool().cloned(),
+            events: events.clone(),
+            status: stations.clone(),
+        },
+    );
+    let pipeline = tokio::spawn(
+        DevicePipeline {
+            registry: registry.clone(),
+            decoder: pipeline::site_decoder(config.tags.clone()),
+            stations: Box::new(runner),
+            journal: events.clone(),
+            health: health.clone(),
+        }
+        .run(reports, controls_rx),
+    );
+    Ok(StationSide {
+        mailboxes,
+        handles,
+        loans,
+        stations,
+        controls,
+        pipeline,
+    })
+}
+
+/// Journal pruning and the systemd health reporter.
+fn spawn_background(
+    config: &Config,
+    store: &Store,
+    registry: &Registry,
+    peers: Arc<dyn Fn() -> Vec<PeerStatus> + Send + Sync>,
+    progress: Progress,
+    background: &TaskTracker,
+    background_cancel: &CancellationToken,
+) {
+    if config.store.journal_keep_days > 0 || config.store.alarm_keep_days > 0 {
+        background.spawn(prune_journal(
+            store.clone(),
+            config.store.journal_keep_days,
+            config.store.alarm_keep_days,
+            background_cancel.clone(),
+        ));
+    }
+    background.spawn(report_health(
+        registry.clone(),
+        peers,
+        progress,
+        background_cancel.clone(),
+    ));
+}
+
+/// Every device's command mailbox (owned for the daemon's life) and the handles stations
+/// and the API use.
+fn mailboxes(
+    config: &Config,
+) -> (
+    HashMap<String, Arc<CommandMailbox>>,
+    HashMap<String, DeviceHandle>,
+) {
+    let mailboxes: HashMap<String, Arc<CommandMailbox>> = config
+        .devices
+        .iter()
+        .map(|d| (d.id.clone(), Arc::new(CommandMailbox::new(d.id.clone()))))
+        .collect();
+    let handles = mailboxes
+        .iter()
+        .map(|(id, mailbox)| (id.clone(), mailbox.handle()))
+        .collect();
+    (mailboxes, handles)
+}
+
 /// One supervised task per configured device, each with its life-long mailbox.
 fn spawn_devices(
     config: &Config,
     mailboxes: &HashMap<String, Arc<CommandMailbox>>,
-    tasks: &TaskTracker,
-    cancel: &CancellationToken,
     ctx: &DeviceTaskContext,
-) {
+) -> (TaskTracker, CancellationToken) {
+    let tasks = TaskTracker::new();
+    let cancel = CancellationToken::new();
     for device in &config.devices {
         tasks.spawn(supervisor::run_device(
             device.clone(),
@@ -345,6 +417,7 @@ fn spawn_devices(
             cancel.clone(),
         ));
     }
+    (tasks, cancel)
 }
 
 /// Binds the API listener (before READY, so a taken port fails the start) and serves it
@@ -396,7 +469,7 @@ async fn prune_journal(
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, keep_days, "pruned old journal rows"),
                 Err(error) => {
-                    tracing::warn!(%error, "journal pruning failed; will retry in an hour")
+                    tracing::warn!(%error, "journal pruning failed; will retry in an hour");
                 }
             }
         }
@@ -407,7 +480,9 @@ async fn prune_journal(
             {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, alarm_keep_days, "pruned old alarm records"),
-                Err(error) => tracing::warn!(%error, "alarm pruning failed; will retry in an hour"),
+                Err(error) => {
+                    tracing::warn!(%error, "alarm pruning failed; will retry in an hour");
+                }
             }
         }
     }

@@ -240,17 +240,15 @@ impl DevicePipeline {
                     None => controls_open = false,
                 },
                 _ = tick.tick() => produced = self.stations.tick(),
-                permit = journal.reserve(), if !backlog.is_empty() => match permit {
-                    Ok(permit) => {
-                        if let Some(event) = backlog.pop_front() {
-                            permit.send(event);
-                        }
-                    }
-                    Err(_) => {
+                permit = journal.reserve(), if !backlog.is_empty() => {
+                    let Ok(permit) = permit else {
                         tracing::error!("journal writer is gone; events are no longer recorded");
                         return;
+                    };
+                    if let Some(event) = backlog.pop_front() {
+                        permit.send(event);
                     }
-                },
+                }
             }
             self.hand_off(produced, &mut backlog);
         }
@@ -652,8 +650,14 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let snapshot = health.snapshot();
-        assert!(snapshot.error.unwrap().contains("closed"), "the error says why");
-        assert!(subscriber.try_recv().is_err(), "nothing uncommitted is published");
+        assert!(
+            snapshot.error.unwrap().contains("closed"),
+            "the error says why"
+        );
+        assert!(
+            subscriber.try_recv().is_err(),
+            "nothing uncommitted is published"
+        );
         journal.abort();
     }
 

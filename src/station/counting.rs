@@ -117,12 +117,12 @@ impl PeopleCounter {
         let (phase, passed) = match (self.phase, outer, inner) {
             (Phase::Clear, true, false) => (Phase::First(Direction::In), None),
             (Phase::Clear, false, true) => (Phase::First(Direction::Out), None),
-            // Both at once from clear: no order to tell the direction by.
-            (Phase::Clear, _, _) => (Phase::Clear, None),
+            // Both at once from clear: no order to tell the direction by. Or one barrier
+            // broke and cleared again before the other: someone turned back.
+            (Phase::Clear, _, _) | (Phase::First(_), false, false) => (Phase::Clear, None),
             (Phase::First(direction) | Phase::Crossing(direction), true, true) => {
                 (Phase::Crossing(direction), None)
             }
-            (Phase::First(_), false, false) => (Phase::Clear, None), // turned back
             (Phase::First(direction), _, _) => (Phase::First(direction), None),
             (Phase::Crossing(direction), false, false) => (Phase::Clear, Some(direction)),
             (Phase::Crossing(direction), _, _) => (Phase::Crossing(direction), None),
@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(c.levels("other", 0b01, start), None);
         assert_eq!(c.current(), (1, 1));
         assert_eq!(c.tick(start + Duration::from_secs(59)), None);
-        let count = c.tick(start + Duration::from_secs(60)).unwrap();
+        let count = c.tick(start + Duration::from_mins(1)).unwrap();
         assert_eq!((count.entered, count.left, count.interval_s), (1, 1, 60));
         assert_eq!(c.current(), (0, 0));
         assert_eq!(c.totals(), (1, 1));

@@ -588,7 +588,18 @@ mod tests {
 
     const ISO3: TagModel = TagModel::Iso28560_3;
 
+    /// case, tag, on_loan, security config, site lists owners, verdict
+    type Row = (
+        &'static str,
+        DecodedTag,
+        Option<bool>,
+        SecurityConfig,
+        bool,
+        Verdict,
+    );
+
     #[test]
+    #[allow(clippy::too_many_lines)] // one row per class of item: the table is the test
     fn each_class_of_item_gets_its_verdict_under_the_default_policies() {
         use AlarmReason as R;
         use OwnerClass::{Foreign, Ours, Unknown as NoOwner};
@@ -598,15 +609,7 @@ mod tests {
             mode: SecurityMode::Database,
             ..SecurityConfig::default()
         };
-        // (case, tag, on_loan, security config, site lists owners, verdict)
-        let rows: Vec<(
-            &str,
-            DecodedTag,
-            Option<bool>,
-            SecurityConfig,
-            bool,
-            Verdict,
-        )> = vec![
+        let rows: Vec<Row> = vec![
             (
                 "secured item of ours",
                 tag(ISO3, Some("1"), Ours, Secured),
@@ -866,7 +869,7 @@ mod tests {
         let mut gate = gate_with_output();
         let now = Instant::now();
         let until = gate.silence(now);
-        assert_eq!(until, now + Duration::from_secs(300));
+        assert_eq!(until, now + Duration::from_mins(5));
         let actions = gate
             .arrived(
                 "left",

@@ -158,6 +158,20 @@ impl Store {
     }
 }
 
+fn journal_row(row: &sqlx::sqlite::SqliteRow) -> Result<JournalRow, StoreError> {
+    let id: i64 = row.try_get("id")?;
+    let payload: String = row.try_get("payload")?;
+    Ok(JournalRow {
+        id,
+        at_ms: row.try_get("at_ms")?,
+        kind: row.try_get("kind")?,
+        device: row.try_get("device")?,
+        station: row.try_get("station")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|source| StoreError::Payload { id, source })?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,18 +235,4 @@ mod tests {
         assert_eq!(store.journal_len().await.unwrap(), 0);
         store.close().await;
     }
-}
-
-fn journal_row(row: &sqlx::sqlite::SqliteRow) -> Result<JournalRow, StoreError> {
-    let id: i64 = row.try_get("id")?;
-    let payload: String = row.try_get("payload")?;
-    Ok(JournalRow {
-        id,
-        at_ms: row.try_get("at_ms")?,
-        kind: row.try_get("kind")?,
-        device: row.try_get("device")?,
-        station: row.try_get("station")?,
-        payload: serde_json::from_str(&payload)
-            .map_err(|source| StoreError::Payload { id, source })?,
-    })
 }
