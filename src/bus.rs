@@ -210,6 +210,7 @@ impl Event {
                 DeviceEvent::Card(_) => "card_read",
                 DeviceEvent::Inputs(_) => "inputs_changed",
                 DeviceEvent::Stopped { .. } => "device_stopped",
+                DeviceEvent::Sorter(_) => "sorter_changed",
                 DeviceEvent::Health {
                     link: LinkState::Connected,
                     ..

@@ -307,7 +307,7 @@ impl DevicePipeline {
                 }
                 last_link.remove(&device);
             }
-            DeviceEvent::Card(_) | DeviceEvent::Inputs(_) => {}
+            DeviceEvent::Card(_) | DeviceEvent::Inputs(_) | DeviceEvent::Sorter(_) => {}
         }
         let tags_present = present.len();
         self.registry

@@ -358,7 +358,10 @@ impl Stations for StationRunner {
                     .inputs(&report.device, inputs.levels, now);
                 Vec::new()
             }
-            DeviceEvent::Card(_) | DeviceEvent::Health { .. } | DeviceEvent::Stopped { .. } => {
+            DeviceEvent::Card(_)
+            | DeviceEvent::Health { .. }
+            | DeviceEvent::Stopped { .. }
+            | DeviceEvent::Sorter(_) => {
                 return StationResponse::default();
             }
         };

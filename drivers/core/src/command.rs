@@ -109,6 +109,12 @@ pub enum DeviceCommand {
     },
     /// Drive the outputs (lamps, beeper, relay).
     Output(OutputCommand),
+    /// A sorter: send the item now at the induction point to `bin` (1-based, as the sort
+    /// plan and the sorter's register map number them).
+    Divert {
+        /// The bin.
+        bin: u16,
+    },
 }
 
 impl DeviceCommand {
@@ -122,6 +128,7 @@ impl DeviceCommand {
             Self::ReadBlocks { .. } => "read_blocks",
             Self::WriteBlocks { .. } => "write_blocks",
             Self::Output(_) => "output",
+            Self::Divert { .. } => "divert",
         }
     }
 }

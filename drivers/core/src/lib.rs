@@ -155,6 +155,15 @@ pub struct InputState {
     pub changed: u8,
 }
 
+/// What a sorter (automated material handling) reports about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SorterState {
+    /// Bins that report full (1-based), ascending.
+    pub bins_full: Vec<u16>,
+    /// The conveyor or a diverter is jammed.
+    pub jam: bool,
+}
+
 /// Whether a device is reachable, from the driver's point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -203,6 +212,8 @@ pub enum DeviceEvent {
     Card(CardRead),
     /// Digital inputs changed.
     Inputs(InputState),
+    /// A sorter's bins or jam state changed (reported on change, and once at start).
+    Sorter(SorterState),
     /// The device's run ended (sent by the daemon's supervisor, never by a driver): every
     /// presence on the device ends here, so no tag is left "present" on a dead reader.
     Stopped {

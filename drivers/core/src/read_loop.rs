@@ -407,6 +407,7 @@ async fn execute<R: HfReader>(
             .await?
             .map(|()| CommandAnswer::Done)),
         DeviceCommand::Output(_) => Err(command::unsupported("this reader has no outputs")),
+        DeviceCommand::Divert { .. } => Err(command::unsupported("a reader is not a sorter")),
     })
 }
 
