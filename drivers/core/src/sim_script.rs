@@ -215,6 +215,7 @@ mod tests {
         ];
         for (memory, padded) in cases {
             let settings = SimulatorSettings {
+                inputs: Vec::new(),
                 round_ms: 0,
                 tags: vec![tag("E004010031269117", memory.clone())],
             };
@@ -248,6 +249,7 @@ mod tests {
         ];
         for (bad, key, message) in cases {
             let settings = SimulatorSettings {
+                inputs: Vec::new(),
                 round_ms: 0,
                 tags: vec![tag("E004010031269118", Vec::new()), bad],
             };
