@@ -330,7 +330,7 @@ async fn start_stations(
             site_has_owners: !config.tags.owners.is_empty(),
             handles: handles.clone(),
             loans: loans.clone(),
-            ils: ils.pool().cloned(),
+            ils: ils.connector(),
             events: events.clone(),
             status: stations.clone(),
         },

@@ -11,16 +11,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rfidgw_sip2::Sip2Pool;
 use serde::Deserialize;
 
+use crate::ils::connector::{Circulation, IlsConnector};
 use crate::store::{Store, StoreError};
-
-/// SIP2 circulation status `04` "charged" (SIP2 §1.7): the item is on loan.
-const CHARGED: u32 = 4;
-/// Statuses that say the item is in the library's hands: `03` available, `08` waiting on
-/// the hold shelf, `09` waiting to be re-shelved, `10` in transit (SIP2 §1.7).
-const IN_HOUSE: [u32; 4] = [3, 8, 9, 10];
 
 /// The `[loans]` section.
 #[derive(Clone, Debug, Deserialize)]
@@ -130,8 +124,8 @@ impl LoansCache {
 
     /// Starts a background ILS lookup when the item is unknown or its state is old. Never
     /// waits: the caller decides from what the cache holds now.
-    pub fn refresh_if_stale(&self, item: &str, ils: Option<&Sip2Pool>) {
-        let Some(pool) = ils.filter(|_| self.config.lookup) else {
+    pub fn refresh_if_stale(&self, item: &str, ils: Option<&Arc<dyn IlsConnector>>) {
+        let Some(ils) = ils.filter(|_| self.config.lookup) else {
             return;
         };
         let fresh = self.read().get(item).is_some_and(|e| {
@@ -152,20 +146,20 @@ impl LoansCache {
             }
         }
         let cache = self.clone();
-        let pool = pool.clone();
+        let ils = ils.clone();
         let item = item.to_owned();
         tokio::spawn(async move {
-            match pool.item_information(&item).await {
-                Ok(info) if info.circulation_status == CHARGED => {
-                    cache.record(&item, true, "ils");
-                }
-                Ok(info) if IN_HOUSE.contains(&info.circulation_status) => {
-                    cache.record(&item, false, "ils");
-                }
-                Ok(info) => tracing::debug!(
-                    %item, status = info.circulation_status,
-                    "ILS circulation status says nothing about a loan; cache unchanged"
-                ),
+            match ils.item_information(&item).await {
+                Ok(info) => match info.circulation {
+                    Circulation::OnLoan => cache.record(&item, true, "ils"),
+                    Circulation::Available | Circulation::OnHoldShelf | Circulation::InTransit => {
+                        cache.record(&item, false, "ils");
+                    }
+                    Circulation::Other(code) => tracing::debug!(
+                        %item, code,
+                        "ILS circulation status says nothing about a loan; cache unchanged"
+                    ),
+                },
                 Err(error) => tracing::debug!(%item, %error, "loans cache lookup failed"),
             }
             cache

@@ -23,7 +23,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rfidgw_driver::{DeviceEvent, DeviceHandle, DeviceReport};
-use rfidgw_sip2::Sip2Pool;
 use rfidgw_tag::{DecodedTag, SecurityConfig, SecurityMode};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -31,6 +30,7 @@ use tokio::time::Instant;
 
 use crate::bus::{Decision, Event, GateAlarm, StationControl};
 use crate::config::{StationConfig, StationKind};
+use crate::ils::connector::IlsConnector;
 use crate::pipeline::{StationResponse, Stations};
 use gate::{Gate, GateAction, Sighting};
 use loans::LoansCache;
@@ -98,7 +98,7 @@ pub struct StationContext {
     /// The loans cache (database security mode).
     pub loans: LoansCache,
     /// The ILS, for titles after an alarm and loans-cache refreshes; `None` without one.
-    pub ils: Option<Sip2Pool>,
+    pub ils: Option<Arc<dyn IlsConnector>>,
     /// Where results that arrive later (output failures, titles) are journaled.
     pub events: mpsc::Sender<Event>,
     /// Where the live state is shown.
@@ -178,8 +178,8 @@ impl StationRunner {
                         s.alarms += 1;
                         s.last_alarm = Some(record.clone());
                     });
-                    if let (Some(item), Some(pool)) = (alarm.item, &self.ctx.ils) {
-                        spawn_title_lookup(pool.clone(), &self.ctx.events, &id, &station, item);
+                    if let (Some(item), Some(ils)) = (alarm.item, &self.ctx.ils) {
+                        spawn_title_lookup(ils.clone(), &self.ctx.events, &id, &station, item);
                     }
                     alarm_id = Some(id);
                     events.push(Event::GateAlarm(record));
@@ -280,7 +280,7 @@ fn epoch_ms(at: SystemTime) -> u64 {
 
 /// Looks the title up after the alarm (never before it: the alarm must not wait).
 fn spawn_title_lookup(
-    pool: Sip2Pool,
+    ils: Arc<dyn IlsConnector>,
     events: &mpsc::Sender<Event>,
     alarm_id: &str,
     station: &str,
@@ -290,16 +290,17 @@ fn spawn_title_lookup(
     let alarm_id = alarm_id.to_owned();
     let station = station.to_owned();
     tokio::spawn(async move {
-        match pool.item_information(&item).await {
-            Ok(info) if !info.title_identifier.is_empty() => {
-                let _ = events.try_send(Event::AlarmTitle {
-                    alarm_id,
-                    station,
-                    item,
-                    title: info.title_identifier,
-                });
+        match ils.item_information(&item).await {
+            Ok(info) => {
+                if let Some(title) = info.title {
+                    let _ = events.try_send(Event::AlarmTitle {
+                        alarm_id,
+                        station,
+                        item,
+                        title,
+                    });
+                }
             }
-            Ok(_) => {}
             Err(error) => tracing::info!(%item, %error, "no title for the alarmed item"),
         }
     });

@@ -1,9 +1,13 @@
-//! The library system (ILS): the SIP2 client pool and, for the demo and tests, the
-//! built-in ACS simulator.
+//! The library system (ILS): the connector stations use ([`connector::IlsConnector`], with
+//! its SIP2 backend [`sip2::Sip2Connector`]), the SIP2 client pool and, for the demo and
+//! tests, the built-in ACS simulator.
 //!
 //! The daemon never waits for the ILS to start (DESIGN.md principle 4): the pool connects
 //! in the background, reconnects by itself, and its state is visible in the status API,
 //! in systemd's `STATUS=` line and, as `peer_changed` events, in the journal.
+
+pub mod connector;
+pub mod sip2;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -148,6 +152,13 @@ impl Ils {
     /// The SIP2 pool, if configured.
     pub fn pool(&self) -> Option<&Sip2Pool> {
         self.pool.as_ref()
+    }
+
+    /// The connector stations use, if an ILS is configured.
+    pub fn connector(&self) -> Option<std::sync::Arc<dyn connector::IlsConnector>> {
+        self.pool
+            .clone()
+            .map(|pool| std::sync::Arc::new(sip2::Sip2Connector::new(pool)) as _)
     }
 
     /// Peer lines for the status API and `STATUS=`.
