@@ -2,14 +2,13 @@
 //! list alarms, acknowledge one (answered only once committed), silence the gate (alarms
 //! keep being recorded, marked silenced), and seed the loans cache from a file.
 
-use std::process::Command;
-use std::time::Duration;
+mod common;
 
+use std::process::Command;
+
+use common::eventually;
 use rfidgw::app::Daemon;
 use rfidgw::config::Config;
-
-/// Bound on one wait on a loaded CI machine; not a timing assertion.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 fn config(dir: &std::path::Path) -> Config {
     let text = format!(
@@ -71,19 +70,6 @@ async fn alarms(api: &str) -> Vec<serde_json::Value> {
     .await;
     assert!(ok, "{out}");
     serde_json::from_str::<Vec<serde_json::Value>>(&out).unwrap()
-}
-
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        if started.elapsed() >= PATIENCE {
-            panic!("gave up waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,9 +5,12 @@
 //! (or not twice); with the ACS stopped the gate still alarms; commands sent while the
 //! reader restarts each get an answer by their deadline.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
+use common::{PATIENCE, eventually};
 use rfidgw::app::Daemon;
 use rfidgw::config::Config;
 use rfidgw_driver::transport::PtyPair;
@@ -16,9 +19,6 @@ use rfidgw_feig::{FeigSimulator, SimHandle, VirtualTag};
 use rfidgw_sip2::AcsSimulator;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Bound on one wait on a loaded CI machine; not a timing assertion.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// ISO 28560-3, item 11223344 of DE/705 (ours in the config below).
 const OURS: &str = "11010131313232333334340000000000000000513E4445373035000000000000";
@@ -101,19 +101,6 @@ fn config(dir: &Path, link: &Path, ils: &str) -> Config {
         link = link.display(),
     );
     Config::parse("gate-test.toml", &text, std::iter::empty()).unwrap()
-}
-
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        if started.elapsed() >= PATIENCE {
-            panic!("gave up waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn journal(daemon: &Daemon, kind: &str) -> Vec<serde_json::Value> {

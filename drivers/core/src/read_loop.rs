@@ -677,13 +677,15 @@ mod write_tests {
     use super::*;
 
     /// A reader with one tag whose AFI writes can be refused, lost, or whose read-back is
-    /// refused.
+    /// refused, and whose EAS answer its driver may fail to parse (firmware differs).
+    #[derive(Default)]
     struct Tag {
         afi: u8,
         refuse_write: bool,
         lose_writes: u32,
         refuse_read: bool,
         writes: u32,
+        unparsable_eas: bool,
     }
 
     impl HfReader for Tag {
@@ -697,9 +699,9 @@ mod write_tests {
             &mut self,
             _: &Uid,
             _: u8,
-            _: u8,
+            count: u8,
         ) -> Result<TagOutcome<Vec<u8>>, DeviceError> {
-            Ok(Err(ReaderRefusal::NoTransponder))
+            Ok(Ok(vec![0; usize::from(count) * 4]))
         }
         async fn write_blocks(
             &mut self,
@@ -731,6 +733,11 @@ mod write_tests {
             Ok(Ok(()))
         }
         async fn read_eas(&mut self, _: &Uid) -> Result<TagOutcome<bool>, DeviceError> {
+            if self.unparsable_eas {
+                return Err(DeviceError::Protocol(
+                    "check EAS reply: 9 bytes, expected 10".into(),
+                ));
+            }
             Ok(Ok(false))
         }
         async fn write_eas(&mut self, _: &Uid, _: bool) -> Result<TagOutcome<()>, DeviceError> {
@@ -745,7 +752,7 @@ mod write_tests {
             refuse_write,
             lose_writes,
             refuse_read,
-            writes: 0,
+            ..Tag::default()
         };
         let confirmed = |attempts| {
             Ok(WriteReport {
@@ -793,48 +800,6 @@ mod write_tests {
         }
     }
 
-    /// A reader whose EAS answer its driver cannot parse (firmware differs).
-    struct OddEas;
-
-    impl HfReader for OddEas {
-        async fn inventory(
-            &mut self,
-            _: Option<u8>,
-        ) -> Result<TagOutcome<Vec<InventoryEntry>>, DeviceError> {
-            Ok(Ok(Vec::new()))
-        }
-        async fn read_blocks(
-            &mut self,
-            _: &Uid,
-            _: u8,
-            n: u8,
-        ) -> Result<TagOutcome<Vec<u8>>, DeviceError> {
-            Ok(Ok(vec![0; usize::from(n) * 4]))
-        }
-        async fn write_blocks(
-            &mut self,
-            _: &Uid,
-            _: u8,
-            _: &[u8],
-        ) -> Result<TagOutcome<()>, DeviceError> {
-            Ok(Ok(()))
-        }
-        async fn read_afi(&mut self, _: &Uid) -> Result<TagOutcome<u8>, DeviceError> {
-            Ok(Ok(0x07))
-        }
-        async fn write_afi(&mut self, _: &Uid, _: u8) -> Result<TagOutcome<()>, DeviceError> {
-            Ok(Ok(()))
-        }
-        async fn read_eas(&mut self, _: &Uid) -> Result<TagOutcome<bool>, DeviceError> {
-            Err(DeviceError::Protocol(
-                "check EAS reply: 9 bytes, expected 10".into(),
-            ))
-        }
-        async fn write_eas(&mut self, _: &Uid, _: bool) -> Result<TagOutcome<()>, DeviceError> {
-            Ok(Ok(()))
-        }
-    }
-
     #[tokio::test]
     async fn an_attribute_the_driver_cannot_read_is_unknown_and_counted_and_the_tag_reported() {
         let config = ReadLoopConfig {
@@ -847,10 +812,19 @@ mod write_tests {
             dsfid: Some(0),
         };
         let mut unknown = 0;
-        let read = arrival_read(&mut OddEas, &config, &entry, &mut unknown)
-            .await
-            .unwrap()
-            .unwrap();
+        let read = arrival_read(
+            &mut Tag {
+                afi: 0x07,
+                unparsable_eas: true,
+                ..Tag::default()
+            },
+            &config,
+            &entry,
+            &mut unknown,
+        )
+        .await
+        .unwrap()
+        .unwrap();
         assert_eq!(
             (read.afi, read.eas, read.memory.map(|m| m.len())),
             (Some(0x07), None, Some(8))
@@ -860,13 +834,7 @@ mod write_tests {
 
     #[tokio::test]
     async fn an_output_command_to_a_reader_without_outputs_is_unsupported_not_a_broken_line() {
-        let mut tag = Tag {
-            afi: 0,
-            refuse_write: false,
-            lose_writes: 0,
-            refuse_read: false,
-            writes: 0,
-        };
+        let mut tag = Tag::default();
         let result = execute(
             &mut tag,
             DeviceCommand::Output(crate::OutputCommand::default()),
