@@ -96,8 +96,9 @@ fn tag_decode_prints_the_expected_json_for_every_tag_vector() {
         (
             "rfid501-t05-b",
             vec![],
+            // Library number 0: the tag names no owner.
             json!({"model": "rfid501", "primary_item_id": "1302003767",
-                   "owner_institution": {"branch": 0, "library": 0}, "parts_in_item": 1,
+                   "owner_institution": null, "parts_in_item": 1,
                    "part_number": 1, "type_of_usage": null, "crc_valid": null, "security": "unknown",
                    "error": null}),
         ),
@@ -121,8 +122,40 @@ fn tag_decode_prints_the_expected_json_for_every_tag_vector() {
         }
         if id == "sgtin96-gs1-tds" {
             assert_eq!(value["data"]["partition"], 5);
+            // GS1 digits are significant: the leading zero stays.
+            assert_eq!(value["data"]["company_prefix"], "0614141");
+            assert_eq!(value["data"]["item_reference"], "812345");
         }
+        // Without a site owner list nothing is foreign; a tag naming no owner never is.
+        assert_eq!(value["foreign"], Value::Null, "{id}");
     }
+}
+
+#[test]
+fn memory_that_reads_as_two_models_is_ambiguous_with_both_readings_unless_the_dsfid_decides() {
+    // Issue 14: valid ISO 28560-2 data sets (item 68) that also pass the ISO 28560-3 CRC
+    // over readable fields (item hhhhhhhhhhhhhhhh).
+    let memory = format!("110144{}{}", "68".repeat(31), "00".repeat(78));
+    let value = decode(&[memory.as_str(), "--hf"]);
+    assert_eq!(value["model"], "ambiguous");
+    assert_eq!(value["primary_item_id"], Value::Null);
+    let models: Vec<&Value> = value["readings"]
+        .as_array()
+        .expect("readings")
+        .iter()
+        .map(|r| &r["model"])
+        .collect();
+    assert_eq!(models, [&json!("iso28560-3"), &json!("iso28560-2")]);
+    assert_eq!(value["readings"][1]["primary_item_id"], "68");
+
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site.toml");
+    std::fs::write(&site, "[tags]\niso28560_2_dsfid = \"06\"\n").unwrap();
+    let site = site.to_str().unwrap();
+    let value = decode(&[memory.as_str(), "--hf", "--dsfid", "06", "--site", site]);
+    assert_eq!(value["model"], "iso28560-2");
+    assert_eq!(value["primary_item_id"], "68");
+    assert_eq!(value["readings"], json!([]));
 }
 
 #[test]

@@ -1,11 +1,16 @@
 //! Fuzz the tag decoder: arbitrary memory with arbitrary hints and site settings must never
-//! panic, and whatever decodes must encode back (in the order found) to data that decodes
-//! the same (`decode(encode(x)) == x`).
+//! panic; whatever decodes must encode back (in the order found) to data that decodes the
+//! same (`decode(encode(x)) == x`); an ISO 28560-2 write never passes the ISO 28560-3 CRC;
+//! and where the bytes honestly read as two models, the decoder says so (`ambiguous`, both
+//! readings, no item) instead of choosing.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use rfidgw_tag::iso28560_3::crc_could_hold;
 use rfidgw_tag::uhf::EpcLayout;
-use rfidgw_tag::{SecurityMode, SiteConfig, TagData, TagHints, decode, encode_like};
+use rfidgw_tag::{
+    DecodeError, SecurityMode, SiteConfig, TagData, TagHints, TagModel, decode, encode_like,
+};
 
 fuzz_target!(|input: &[u8]| {
     // The first three bytes choose the hints and site settings; the rest is the memory.
@@ -27,6 +32,7 @@ fuzz_target!(|input: &[u8]| {
     let mut site = SiteConfig {
         truncated_basic_block: flags & 0x80 != 0,
         iso28560_2_dsfid: Some(0x06),
+        iso28560_3_dsfid: (afi & 0x04 != 0).then_some(0x3E),
         epc_layouts: vec![EpcLayout::de290()],
         ..SiteConfig::default()
     };
@@ -38,7 +44,15 @@ fuzz_target!(|input: &[u8]| {
     };
 
     let decoded = decode(memory, &hints, &site);
+    // No item without a complete, unambiguous reading: stations rely on it.
     assert_eq!(decoded.item.is_some(), decoded.error.is_none());
+    if decoded.model == TagModel::Ambiguous {
+        assert!(decoded.item.is_none() && decoded.data.is_none());
+        assert!(decoded.readings.len() >= 2, "{:?}", decoded.readings);
+        assert!(matches!(decoded.error, Some(DecodeError::Ambiguous { .. })));
+        return;
+    }
+    assert!(decoded.readings.is_empty());
     let Some(data) = decoded.data.clone() else {
         return;
     };
@@ -49,7 +63,26 @@ fuzz_target!(|input: &[u8]| {
         (Err(_), TagData::Iso28560_2(_)) => return,
         (Err(e), _) => panic!("{:?} decoded but does not re-encode: {e}", decoded.model),
     };
+    if let TagData::Iso28560_2(_) = data {
+        assert!(
+            !crc_could_hold(&encoded),
+            "ISO 28560-2 write passes the ISO 28560-3 CRC"
+        );
+    }
     let again = decode(&encoded, &hints, &site);
+    if again.model == TagModel::Ambiguous {
+        // Honest ambiguity of a fixed layout (its bytes cannot be varied): it must be
+        // reported, with what was written among the readings.
+        assert_ne!(decoded.model, TagModel::Iso28560_2, "{}", again.reason);
+        assert!(
+            again.readings.iter().any(|r| r.model == decoded.model
+                && r.data == data
+                && r.byte_order == decoded.byte_order),
+            "{}",
+            again.reason
+        );
+        return;
+    }
     assert_eq!(again.model, decoded.model, "{}", again.reason);
     assert_eq!(again.data, Some(data));
     assert_eq!(again.byte_order, decoded.byte_order);

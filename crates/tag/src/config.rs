@@ -23,6 +23,12 @@ pub struct SiteConfig {
     /// verified, PROTOCOLS.md §2.2). Without it, ISO 28560-2 is recognised by its structure.
     #[serde(with = "hex_byte_opt")]
     pub iso28560_2_dsfid: Option<u8>,
+    /// The DSFID that marks ISO 28560-3 tags at this site (many Danish-model tags leave it
+    /// 00, so there is no default). When a tag's memory reads both ways, a reported DSFID
+    /// equal to one of the two settings decides, and one that differs from a setting rules
+    /// that model out.
+    #[serde(with = "hex_byte_opt")]
+    pub iso28560_3_dsfid: Option<u8>,
     /// UHF site EPC layouts, tried in order (`[[tags.epc_layouts]]`).
     pub epc_layouts: Vec<EpcLayout>,
 }
@@ -53,6 +59,11 @@ pub enum ConfigError {
         #[source]
         source: crate::uhf::UhfError,
     },
+    /// The two models' DSFIDs are the same, so the DSFID could not tell them apart.
+    #[error(
+        "tags.iso28560_2_dsfid and tags.iso28560_3_dsfid are both {0:02X}; the DSFID would not tell the models apart"
+    )]
+    SameDsfid(u8),
     /// Mode `epc-bit` with no layout that has a security bit.
     #[error(
         "tags.security.mode = \"epc-bit\" needs an entry in tags.epc_layouts with a security_bit"
@@ -67,6 +78,11 @@ impl SiteConfig {
             && self.security.secured_afi == self.security.unsecured_afi
         {
             return Err(ConfigError::SameAfi(self.security.secured_afi));
+        }
+        if let (Some(two), Some(three)) = (self.iso28560_2_dsfid, self.iso28560_3_dsfid)
+            && two == three
+        {
+            return Err(ConfigError::SameDsfid(two));
         }
         for (index, isil) in self.owners.isils.iter().enumerate() {
             isil::validate(isil).map_err(|source| ConfigError::Isil { index, source })?;

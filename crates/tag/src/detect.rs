@@ -1,21 +1,27 @@
 //! Model detection (PROTOCOLS.md §2.7) and the public [`decode`] entry point.
 //!
-//! Order (§2.7): ISO 28560-3 by its CRC, as read then block-reversed; RFID501 by its shape;
-//! ISO 28560-2 when the site's DSFID says so, then by its structure; blank tags; UHF site EPC
-//! layouts and SGTIN-96. HF steps are skipped for a UHF tag and UHF steps for an HF tag when
-//! the hints say which it is.
+//! HF memory is read under every model that can read it completely: ISO 28560-3 by its CRC
+//! (as read, then block-reversed) over fields that read, RFID501 by its shape, ISO 28560-2
+//! by its data sets. One reading is the answer. Several readings are settled by what the
+//! tag and reader say, never by a CRC that may hold by chance (one memory in 65536 of any
+//! model passes it): a DSFID that the site's settings (`tags.iso28560_2_dsfid`,
+//! `tags.iso28560_3_dsfid`) assign to a model decides; a DSFID that differs from a model's
+//! setting rules that model out. When more than one reading remains, the tag is
+//! [`TagModel::Ambiguous`]: both readings are kept in [`DecodedTag::readings`] and no item
+//! is taken from it (PROTOCOLS.md §2.7, issue 14).
 //!
-//! One tag in 65536 of any model passes the ISO 28560-3 CRC by chance, so a CRC that holds
-//! over fields that do not read wins only when no other model matches, and a valid ISO
-//! 28560-3 tag that also fits RFID501 or ISO 28560-2 carries a warning. An ISO 28560-3
-//! look-alike whose CRC fails is reported as corrupt, never read as another model's item.
+//! Without a complete reading: a partial one (an RFID501 shape, a DSFID-named ISO 28560-2
+//! tag whose data sets fail, an ISO 28560-3 CRC over unreadable fields), then blank tags,
+//! then an ISO 28560-3 look-alike whose CRC fails (corrupt, never read as another model's
+//! item), then UHF site EPC layouts and SGTIN-96. HF steps are skipped for a UHF tag and
+//! UHF steps for an HF tag when the hints say which it is.
 
 use crate::iso28560_3::{self, BlockForm, Iso28560_3Error};
 use crate::security::SecuritySignals;
 use crate::uhf::{SGTIN96_HEADER, SGTIN96_LEN, Sgtin96};
 use crate::{
-    ByteOrder, DecodeError, DecodedTag, OwnerClass, Security, SiteConfig, TagData, TagHints,
-    TagModel, iso28560_2, rfid501,
+    ByteOrder, DecodeError, DecodedTag, OwnerClass, Reading, Security, SiteConfig, TagData,
+    TagHints, TagModel, iso28560_2, rfid501,
 };
 
 /// First byte of an ISO 15693 UID (MSB first).
@@ -38,6 +44,7 @@ impl DecodedTag {
             owner_class: OwnerClass::Unknown,
             warnings: Vec::new(),
             raw: raw.to_vec(),
+            readings: Vec::new(),
         }
     }
 
@@ -111,23 +118,17 @@ fn detect_hf(
     site: &SiteConfig,
     reasons: &mut Vec<String>,
 ) -> Option<DecodedTag> {
-    // 1. ISO 28560-3 by its CRC. A CRC that holds over fields that do not read (one tag in
-    //    65536 of any other model passes the CRC by chance) only wins when nothing else does.
+    // Every complete reading the bytes allow; the evidence below chooses among them.
+    let mut readings = Vec::new();
+    // Partial findings, used only when no model reads completely.
+    let mut fallbacks = Vec::new();
+    let dsfid_model = dsfid_model(hints, site);
+
+    // ISO 28560-3 by its CRC. A CRC that holds over fields that do not read (one tag in
+    // 65536 of any other model passes the CRC by chance) is no reading at all.
     let mut unreadable_iso28560_3 = None;
     match detect_iso28560_3(memory, site) {
-        Ok(mut tag) if tag.error.is_none() => {
-            // Never guess silently: say when the bytes also fit another model.
-            if rfid501::looks_like(memory).is_ok() {
-                tag.warnings.push(
-                    "the memory also has the RFID501 shape; the valid ISO 28560-3 CRC decided"
-                        .to_owned(),
-                );
-            }
-            if iso28560_2::decode(memory).is_ok() {
-                tag.warnings.push("the memory also parses as ISO 28560-2 data sets; the valid ISO 28560-3 CRC decided".to_owned());
-            }
-            return Some(tag);
-        }
+        Ok(tag) if tag.error.is_none() => readings.push(tag),
         Ok(tag) => {
             let why = tag
                 .error
@@ -139,7 +140,7 @@ fn detect_hf(
         }
         Err(reason) => reasons.push(reason),
     }
-    // 2. RFID501 by its shape.
+    // RFID501 by its shape.
     match rfid501::looks_like(memory) {
         Ok(()) => {
             let tag = DecodedTag::new(
@@ -147,48 +148,68 @@ fn detect_hf(
                 "byte 0 = 04, block 7 zero, printable content in blocks 1-4 (RFID501)",
                 memory,
             );
-            return Some(match rfid501::decode(memory) {
+            match rfid501::decode(memory) {
                 Ok((data, warnings)) => {
                     let mut tag = tag.with_data(TagData::Rfid501(data));
                     tag.warnings = warnings;
-                    tag
+                    readings.push(tag);
                 }
-                Err(e) => tag.with_error(e),
-            });
+                Err(e) => fallbacks.push(tag.with_error(e)),
+            }
         }
         Err(reason) => reasons.push(reason),
     }
-    // 3. ISO 28560-2 when the DSFID says so.
-    if let (Some(dsfid), Some(ours)) = (hints.dsfid, site.iso28560_2_dsfid)
-        && dsfid == ours
-    {
-        let tag = DecodedTag::new(
-            TagModel::Iso28560_2,
-            format!("DSFID {dsfid:02X} marks ISO 28560-2 (tags.iso28560_2_dsfid)"),
-            memory,
-        );
-        return Some(match iso28560_2::decode(memory) {
-            Ok(data) => tag.with_data(TagData::Iso28560_2(data)),
-            Err(e) => tag.with_error(e),
-        });
-    }
-    // 4. ISO 28560-2 by its structure (a full parse is strong evidence).
+    // ISO 28560-2 by its data sets (named by the DSFID or found by structure).
+    let reason = if dsfid_model == Some(TagModel::Iso28560_2) {
+        format!(
+            "DSFID {:02X} marks ISO 28560-2 (tags.iso28560_2_dsfid)",
+            hints.dsfid.unwrap_or_default()
+        )
+    } else {
+        "data sets parse from the primary item id to the terminator (ISO 28560-2; DSFID not used)"
+            .to_owned()
+    };
     match iso28560_2::decode(memory) {
-        Ok(data) => return Some(
-            DecodedTag::new(
-                TagModel::Iso28560_2,
-                "data sets parse from the primary item id to the terminator (ISO 28560-2; DSFID not used)",
-                memory,
-            )
-            .with_data(TagData::Iso28560_2(data)),
+        Ok(data) => readings.push(
+            DecodedTag::new(TagModel::Iso28560_2, reason, memory)
+                .with_data(TagData::Iso28560_2(data)),
         ),
-        Err(e) => reasons.push(format!("not ISO 28560-2: {e}")),
+        Err(e) => {
+            reasons.push(format!("not ISO 28560-2: {e}"));
+            if dsfid_model == Some(TagModel::Iso28560_2) {
+                fallbacks.push(DecodedTag::new(TagModel::Iso28560_2, reason, memory).with_error(e));
+            }
+        }
     }
 
+    if readings.len() > 1 {
+        return Some(choose(memory, readings, hints, site));
+    }
+    if let Some(mut tag) = readings.pop() {
+        if let Some(model) = dsfid_model
+            && model != tag.model
+        {
+            tag.warnings.push(format!(
+                "DSFID {:02X} marks {}, but the memory does not read as that model",
+                hints.dsfid.unwrap_or_default(),
+                model.as_str()
+            ));
+        }
+        return Some(tag);
+    }
+    if !fallbacks.is_empty() {
+        return Some(fallbacks.remove(0));
+    }
     if let Some(tag) = unreadable_iso28560_3 {
         return Some(tag);
     }
-    // 5. Blank tags.
+    detect_no_reading(memory)
+}
+
+/// What memory with no complete reading (and no partial one) is: blank, a corrupt ISO
+/// 28560-3 look-alike, or nothing HF.
+fn detect_no_reading(memory: &[u8]) -> Option<DecodedTag> {
+    // Blank tags.
     if memory.iter().all(|&b| b == 0) {
         return Some(
             DecodedTag::new(TagModel::Blank, "every byte is 00", memory)
@@ -201,7 +222,7 @@ fn detect_hf(
             DecodedTag::new(TagModel::Blank, what, memory).with_error(DecodeError::Blank(what)),
         );
     }
-    // 6. An ISO 28560-3 look-alike with a broken CRC is corrupt, not another model.
+    // An ISO 28560-3 look-alike with a broken CRC is corrupt, not another model.
     if let Some(error) = iso28560_3_lookalike(memory) {
         let mut tag = DecodedTag::new(
             TagModel::Unknown,
@@ -214,6 +235,129 @@ fn detect_hf(
         return Some(tag);
     }
     None
+}
+
+/// The model the tag's DSFID names under the site's settings. DSFID 00 is what an
+/// unprogrammed tag reports, so it names a model only when the site configures 00.
+fn dsfid_model(hints: &TagHints, site: &SiteConfig) -> Option<TagModel> {
+    let dsfid = hints.dsfid?;
+    if site.iso28560_2_dsfid == Some(dsfid) {
+        Some(TagModel::Iso28560_2)
+    } else if site.iso28560_3_dsfid == Some(dsfid) {
+        Some(TagModel::Iso28560_3)
+    } else {
+        None
+    }
+}
+
+/// Why the tag's DSFID rules `model` out: the site configures a DSFID for the model, and
+/// the tag reports another one (00, "not programmed", rules nothing out).
+fn dsfid_rules_out(model: TagModel, hints: &TagHints, site: &SiteConfig) -> Option<String> {
+    let dsfid = hints.dsfid.filter(|&d| d != 0)?;
+    let (configured, key) = match model {
+        TagModel::Iso28560_2 => (site.iso28560_2_dsfid?, "tags.iso28560_2_dsfid"),
+        TagModel::Iso28560_3 => (site.iso28560_3_dsfid?, "tags.iso28560_3_dsfid"),
+        _ => return None,
+    };
+    (dsfid != configured).then(|| {
+        format!(
+            "DSFID {dsfid:02X} is not the site's {} DSFID {configured:02X} ({key})",
+            model.as_str()
+        )
+    })
+}
+
+/// Chooses among several complete readings of one memory by what the tag and the reader
+/// said, never by a CRC that may hold by chance; when nothing decides, the tag is
+/// ambiguous and gives no item.
+///
+/// Evidence, strongest first: the DSFID names a model (the site's configured DSFIDs); the
+/// DSFID differs from a model's configured DSFID and so rules it out. The UHF/HF question
+/// was settled before HF models were tried. The AFI does not enter: ISO 28560-2 and
+/// ISO 28560-3 tags share the library AFIs (PROTOCOLS.md §2.3, §3.1), and sites pick their
+/// own pair, so the AFI cannot tell the models apart.
+fn choose(
+    memory: &[u8],
+    readings: Vec<DecodedTag>,
+    hints: &TagHints,
+    site: &SiteConfig,
+) -> DecodedTag {
+    let all: Vec<TagModel> = readings.iter().map(|tag| tag.model).collect();
+    let also = |chosen: TagModel| {
+        all.iter()
+            .filter(|&&m| m != chosen)
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    if let Some(model) = dsfid_model(hints, site)
+        && let Some(mut tag) = readings.iter().find(|tag| tag.model == model).cloned()
+    {
+        tag.warnings.push(format!(
+            "the memory also reads as {}; DSFID {:02X} decided",
+            also(model),
+            hints.dsfid.unwrap_or_default()
+        ));
+        return tag;
+    }
+    let verdicts: Vec<Option<String>> = readings
+        .iter()
+        .map(|tag| dsfid_rules_out(tag.model, hints, site))
+        .collect();
+    let mut remaining = readings
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, why)| why.is_none());
+    if let (Some((only, _)), None) = (remaining.next(), remaining.next()) {
+        let mut tag = only.clone();
+        for (other, why) in readings.iter().zip(&verdicts) {
+            if let Some(why) = why {
+                tag.warnings.push(format!(
+                    "the memory also reads as {}, ruled out: {why}",
+                    other.model.as_str()
+                ));
+            }
+        }
+        return tag;
+    }
+    // Nothing decided (or everything was ruled out): keep every reading, take no item.
+    let mut considered: Vec<String> = verdicts.into_iter().flatten().collect();
+    if considered.is_empty() {
+        considered.push(match hints.dsfid {
+            None => "the reader reported no DSFID".to_owned(),
+            Some(dsfid) => format!("DSFID {dsfid:02X} names none of them"),
+        });
+    }
+    let why = considered.join("; ");
+    let readings: Vec<Reading> = readings
+        .into_iter()
+        .filter_map(|tag| {
+            Some(Reading {
+                model: tag.model,
+                reason: tag.reason,
+                data: tag.data?,
+                byte_order: tag.byte_order,
+                crc: tag.crc,
+                warnings: tag.warnings,
+            })
+        })
+        .collect();
+    let models: Vec<TagModel> = readings.iter().map(|r| r.model).collect();
+    let mut tag = DecodedTag::new(
+        TagModel::Ambiguous,
+        format!(
+            "the memory reads as {} and nothing the tag or reader said decides",
+            models
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+        memory,
+    )
+    .with_error(DecodeError::Ambiguous { models, why });
+    tag.readings = readings;
+    tag
 }
 
 fn is_3m_blank(memory: &[u8]) -> bool {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compaction::{self, Compaction, CompactionError};
 use crate::isil::{self, IsilError};
+use crate::iso28560_3;
 
 /// Precursor bit 7: an offset byte follows (§2.2).
 const OFFSET_FLAG: u8 = 0x80;
@@ -139,6 +140,14 @@ pub enum Iso28560_2Error {
     /// The owner ISIL cannot be read or written.
     #[error("ISO 28560-2: owner institution (relOID 3): {0}")]
     Isil(#[from] IsilError),
+    /// Every layout the encoder tried also passes the ISO 28560-3 CRC.
+    #[error(
+        "ISO 28560-2: all {layouts} layouts tried also pass the ISO 28560-3 CRC, so a reader could take the tag for an ISO 28560-3 tag; change a value (e.g. add or drop an optional element) and write again"
+    )]
+    Iso28560_3Collision {
+        /// Layouts tried.
+        layouts: u8,
+    },
     /// A value does not have the shape its data element needs.
     #[error("ISO 28560-2: relOID {rel_oid}: {problem}")]
     BadValue {
@@ -375,28 +384,72 @@ fn push_set(
     compaction: Compaction,
     data: &[u8],
 ) -> Result<(), Iso28560_2Error> {
+    push_set_padded(out, rel_oid, compaction, data, None)
+}
+
+/// Writes one data set; `Some(pad)` sets the offset flag and appends `pad` zero pad bytes
+/// (the offset byte counts them, §2.2), which readers skip.
+fn push_set_padded(
+    out: &mut Vec<u8>,
+    rel_oid: u8,
+    compaction: Compaction,
+    data: &[u8],
+    pad: Option<u8>,
+) -> Result<(), Iso28560_2Error> {
     let len = u8::try_from(data.len())
         .map_err(|_| bad(rel_oid, format!("{} bytes of data exceed 255", data.len())))?;
-    out.push((compaction.code() << 4) | rel_oid);
-    out.push(len);
+    let precursor = (compaction.code() << 4) | rel_oid;
+    match pad {
+        None => out.extend([precursor, len]),
+        Some(pad) => out.extend([precursor | OFFSET_FLAG, pad, len]),
+    }
     out.extend_from_slice(data);
+    out.resize(out.len() + usize::from(pad.unwrap_or(0)), 0);
     Ok(())
 }
 
+fn compact(out: &[u8], rel_oid: u8, text: &str) -> Result<(Compaction, Vec<u8>), Iso28560_2Error> {
+    compaction::encode_best(text).map_err(|source| Iso28560_2Error::Compaction {
+        rel_oid,
+        offset: out.len(),
+        source,
+    })
+}
+
 fn push_text(out: &mut Vec<u8>, rel_oid: u8, text: &str) -> Result<(), Iso28560_2Error> {
-    let (scheme, data) =
-        compaction::encode_best(text).map_err(|source| Iso28560_2Error::Compaction {
-            rel_oid,
-            offset: out.len(),
-            source,
-        })?;
+    let (scheme, data) = compact(out, rel_oid, text)?;
     push_set(out, rel_oid, scheme, &data)
 }
+
+/// Layouts tried before the encoder gives up on avoiding the ISO 28560-3 CRC: the plain
+/// one, then the primary item id with an offset byte and 0, 1, 2, … pad bytes. Each layout
+/// shifts the bytes the CRC covers, so each passes it by chance with odds of 1 in 65536;
+/// eight in a row would be 1 in 2^128.
+const LAYOUTS: u8 = 8;
 
 impl Iso28560_2Tag {
     /// Encodes the tag: data sets in relOID order (1 first, `other` last, as given), each
     /// text in its most compact scheme, a `00` terminator, zero-padded to whole 4-byte blocks.
+    ///
+    /// The bytes never pass the ISO 28560-3 CRC (in either byte order or basic block form,
+    /// also with the rest of a 34-byte memory zero-filled): a reader could otherwise take
+    /// them for an ISO 28560-3 tag with another item id (issue 14). When the plain layout
+    /// passes it by chance, the primary item id gets an offset byte and pad bytes, which
+    /// every reader skips; the decoded tag is the same.
     pub fn encode(&self) -> Result<Vec<u8>, Iso28560_2Error> {
+        for layout in 0..LAYOUTS {
+            let pii_pad = layout.checked_sub(1);
+            let out = self.encode_layout(pii_pad)?;
+            if !iso28560_3::crc_could_hold(&out) {
+                return Ok(out);
+            }
+        }
+        Err(Iso28560_2Error::Iso28560_3Collision { layouts: LAYOUTS })
+    }
+
+    /// Encodes with the primary item id plain (`None`) or with an offset byte and `pii_pad`
+    /// pad bytes.
+    fn encode_layout(&self, pii_pad: Option<u8>) -> Result<Vec<u8>, Iso28560_2Error> {
         let mut out = Vec::new();
         if self.primary_item_id.is_empty() {
             return Err(bad(
@@ -404,7 +457,8 @@ impl Iso28560_2Tag {
                 "the primary item identifier is empty",
             ));
         }
-        push_text(&mut out, REL_PRIMARY_ITEM_ID, &self.primary_item_id)?;
+        let (scheme, pii) = compact(&out, REL_PRIMARY_ITEM_ID, &self.primary_item_id)?;
+        push_set_padded(&mut out, REL_PRIMARY_ITEM_ID, scheme, &pii, pii_pad)?;
         if let Some(rel_oids) = &self.content_parameter {
             let data = encode_content_parameter(rel_oids)?;
             push_set(
@@ -455,7 +509,68 @@ impl Iso28560_2Tag {
 
 #[cfg(test)]
 mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::{SiteConfig, TagData, TagHints, TagModel};
+
+    /// ISO 28560-2 tags, short ones (checked as the start of a zero-filled memory) and ones
+    /// that cover the whole ISO 28560-3 basic block.
+    fn some_tag() -> impl Strategy<Value = Iso28560_2Tag> {
+        (
+            "[0-9]{1,8}",
+            proptest::option::of("[A-Z]{2}-[A-Za-z0-9]{1,8}"),
+            proptest::option::of(any::<u8>()),
+            proptest::option::of(vec(any::<u8>(), 8..30)),
+        )
+            .prop_map(|(pii, owner_isil, type_of_usage, local)| Iso28560_2Tag {
+                primary_item_id: pii,
+                content_parameter: None,
+                owner_isil,
+                set: None,
+                type_of_usage,
+                shelf_location: None,
+                // A supplier identifier (relOID 9) as octets: cheap to encode, so the search
+                // for a collision stays fast.
+                other: local
+                    .map(|data| DataSet {
+                        rel_oid: 9,
+                        compaction: Compaction::Octets,
+                        data,
+                    })
+                    .into_iter()
+                    .collect(),
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3))]
+
+        /// Issue 14: among tags that differ only in their item id, find one whose plain
+        /// layout passes the ISO 28560-3 CRC by chance (about one in 10^4), then show that
+        /// the encoder writes it in another layout that decodes to the same tag and reads
+        /// as ISO 28560-2 through the detector.
+        #[test]
+        fn the_encoder_steps_around_a_chance_iso28560_3_crc(base in some_tag()) {
+            let collision = (0u32..1_000_000)
+                .map(|n| Iso28560_2Tag {
+                    primary_item_id: format!("{}{n}", base.primary_item_id),
+                    ..base.clone()
+                })
+                .find(|tag| iso28560_3::crc_could_hold(&tag.encode_layout(None).unwrap()))
+                .expect("a chance collision within a million item ids");
+            let plain = collision.encode_layout(None).unwrap();
+            let written = collision.encode().unwrap();
+            prop_assert_ne!(&written, &plain);
+            prop_assert!(!iso28560_3::crc_could_hold(&written));
+            prop_assert_eq!(decode(&written).unwrap(), collision.clone());
+            let hf = TagHints { uhf: Some(false), ..TagHints::default() };
+            let detected = crate::decode(&written, &hf, &SiteConfig::default());
+            prop_assert_eq!(detected.model, TagModel::Iso28560_2, "{}", detected.reason);
+            prop_assert_eq!(detected.data, Some(TagData::Iso28560_2(collision)));
+        }
+    }
 
     fn annex_d() -> Vec<u8> {
         [

@@ -8,6 +8,7 @@
 use crc::{CRC_16_IBM_3740, Crc};
 use serde::{Deserialize, Serialize};
 
+use crate::ByteOrder;
 use crate::text::{self, TextError};
 
 /// The basic block CRC: CRC-16/IBM-3740 (poly 1021, init FFFF, no reflection, no final XOR),
@@ -241,6 +242,26 @@ pub fn check_crc(memory: &[u8], form: BlockForm) -> Result<u16, Iso28560_3Error>
     } else {
         Err(Iso28560_3Error::CrcMismatch { stored, computed })
     }
+}
+
+/// True when the basic block CRC holds for `memory` in any byte order and either form, as
+/// given or with the rest of a 34-byte memory zero-filled (a short write on a tag whose
+/// other bytes are cleared). Writers of other models use it to stay clear of ISO 28560-3.
+pub fn crc_could_hold(memory: &[u8]) -> bool {
+    let mut zero_filled = memory.to_vec();
+    if zero_filled.len() < BlockForm::Full.byte_len() {
+        zero_filled.resize(BlockForm::Full.byte_len(), 0);
+    }
+    [memory, zero_filled.as_slice()].into_iter().any(|bytes| {
+        [ByteOrder::AsRead, ByteOrder::BlockReversed]
+            .into_iter()
+            .any(|order| {
+                let logical = order.apply(bytes);
+                [BlockForm::Full, BlockForm::Truncated]
+                    .into_iter()
+                    .any(|form| check_crc(&logical, form).is_ok())
+            })
+    })
 }
 
 /// Decodes memory (logical order) in the given form. The CRC must hold. Problems in the

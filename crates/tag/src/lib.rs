@@ -4,12 +4,15 @@
 //! (UHF), what the reader said about it ([`TagHints`]) and the site's [`SiteConfig`]; it
 //! gets a [`DecodedTag`] that names the data model and why, the library item, the security
 //! state and whether the item is ours. An unknown or corrupt tag is a [`DecodedTag`] with
-//! [`TagModel::Unknown`] and an error saying why; decoding never panics and never invents
-//! an item.
+//! [`TagModel::Unknown`] and an error saying why; memory that reads as two models with
+//! nothing to decide between them is [`TagModel::Ambiguous`], with both readings and no
+//! item. Decoding never panics and never invents an item.
 //!
 //! Writes go through [`encode`] or [`encode_like`], which keeps the model, layout and byte
 //! order a tag was found in (PROTOCOLS.md §2.7). For every model, `decode(encode(x)) == x`
-//! (property tests in `tests/roundtrip.rs`).
+//! (property tests in `tests/roundtrip.rs`), except that a fixed layout whose bytes also
+//! read as another model decodes as ambiguous, listing `x` among its readings; the ISO
+//! 28560-2 writer never produces bytes that pass the ISO 28560-3 CRC.
 //!
 //! Models: [`iso28560_3`] (Danish data model, CRC), [`iso28560_2`] (ISO/IEC 15962 data
 //! sets, with [`compaction`] and the [`isil`] code), [`rfid501`] (3M legacy) and [`uhf`]
@@ -66,6 +69,11 @@ pub enum TagModel {
     /// No model matched.
     #[serde(rename = "unknown")]
     Unknown,
+    /// The memory reads as more than one model and nothing the tag, the reader or the site
+    /// said decides between them; the readings are in [`DecodedTag::readings`] and no item
+    /// is taken from the tag.
+    #[serde(rename = "ambiguous")]
+    Ambiguous,
 }
 
 impl TagModel {
@@ -79,6 +87,7 @@ impl TagModel {
             Self::EpcSite => "epc-site",
             Self::Blank => "blank",
             Self::Unknown => "unknown",
+            Self::Ambiguous => "ambiguous",
         }
     }
 }
@@ -184,7 +193,9 @@ impl TagData {
         match self {
             Self::Iso28560_3(tag) => {
                 let basic = &tag.basic;
-                let owner = if basic.country.is_empty() && basic.library.is_empty() {
+                // A country alone names no institution: such an item has no owner, which a
+                // gate must not mistake for another library's item.
+                let owner = if basic.library.is_empty() {
                     None
                 } else if !basic.country.is_empty() && basic.library.starts_with('-') {
                     Some(Owner::Isil {
@@ -213,7 +224,9 @@ impl TagData {
             },
             Self::Rfid501(tag) => LibraryItem {
                 primary_item_id: tag.content.clone(),
-                owner: Some(Owner::LibraryNumber {
+                // Library number 0 is what RFID501 tags without an owner carry (many older
+                // tags name none): no owner, never "another library's item".
+                owner: (tag.library != 0).then_some(Owner::LibraryNumber {
                     branch: tag.branch,
                     library: tag.library,
                 }),
@@ -268,6 +281,17 @@ pub enum DecodeError {
     /// A UHF identity that cannot be read.
     #[error(transparent)]
     Uhf(#[from] UhfError),
+    /// The memory reads as several models and no hint decides (see [`TagModel::Ambiguous`]).
+    #[error(
+        "ambiguous tag data: the memory reads as {} and nothing the tag or reader said decides ({why}); the item is not taken from it. Let the reader report DSFIDs and set tags.iso28560_2_dsfid / tags.iso28560_3_dsfid",
+        models.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" and ")
+    )]
+    Ambiguous {
+        /// The models the memory reads as, in detection order.
+        models: Vec<TagModel>,
+        /// What was considered and why it did not decide.
+        why: String,
+    },
 }
 
 /// Why tag data could not be written.
@@ -293,12 +317,43 @@ pub enum EncodeError {
     ReversedEpc,
 }
 
+/// One complete reading of a tag's memory under one model. An ambiguous tag keeps every
+/// reading, so an operator (or a later, better-informed decode) can see both candidates;
+/// none of them becomes the tag's item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    /// The model of this reading.
+    pub model: TagModel,
+    /// Why the memory reads as this model.
+    pub reason: String,
+    /// The data under this model.
+    pub data: TagData,
+    /// The byte order this reading found the data in.
+    pub byte_order: ByteOrder,
+    /// The CRC stored on the tag, for models with a CRC.
+    pub crc: Option<u16>,
+    /// Oddities of this reading.
+    pub warnings: Vec<String>,
+}
+
+impl Reading {
+    /// The library item this reading would give.
+    pub fn item(&self) -> LibraryItem {
+        self.data.item()
+    }
+}
+
 /// The result of decoding one tag. Serialises to the JSON object `rfidgw tag decode`
 /// prints (`model`, `primary_item_id`, `owner_institution`, `parts_in_item`, `part_number`,
-/// `type_of_usage`, `crc_valid`, `security`, `error`, `byte_order`, `foreign`, `data`, …).
+/// `type_of_usage`, `crc_valid`, `security`, `error`, `byte_order`, `foreign`, `data`,
+/// `readings`, …).
+///
+/// Invariant: `item` is `Some` exactly when `error` is `None`. An unknown, blank, corrupt
+/// or ambiguous tag has no item, so a station treats it as unreadable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedTag {
-    /// The model found ([`TagModel::Unknown`] when none matched).
+    /// The model found ([`TagModel::Unknown`] when none matched, [`TagModel::Ambiguous`]
+    /// when several did and nothing decided).
     pub model: TagModel,
     /// Why this model was chosen (or why none was).
     pub reason: String,
@@ -322,6 +377,8 @@ pub struct DecodedTag {
     pub warnings: Vec<String>,
     /// The memory or EPC as read (writes of site EPCs keep the bytes they do not describe).
     pub raw: Vec<u8>,
+    /// Every reading of an ambiguous tag ([`TagModel::Ambiguous`]); empty otherwise.
+    pub readings: Vec<Reading>,
 }
 
 /// Encodes data in `order` (HF only). Site EPCs start from zeros; see [`encode_like`] to

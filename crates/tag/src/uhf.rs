@@ -144,22 +144,38 @@ pub mod code40 {
 }
 
 /// A GS1 SGTIN-96 EPC (§2.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// The company prefix and item reference are digit strings: GS1 digits are significant, so
+/// `0614141` is a 7-digit company prefix (partition 5), not the number 614141. Their
+/// lengths always add up to 13 and match the partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Sgtin96 {
     /// Filter value (3 bits).
     pub filter: u8,
     /// Partition (0-6): how the 44 bits split between company prefix and item reference.
     pub partition: u8,
-    /// GS1 company prefix.
-    pub company_prefix: u64,
-    /// Item reference, indicator digit first.
-    pub item_reference: u64,
-    /// Serial number (38 bits).
+    /// GS1 company prefix with its leading zeros (12 - partition digits).
+    pub company_prefix: String,
+    /// Item reference, indicator digit first, with its leading zeros (partition + 1 digits).
+    pub item_reference: String,
+    /// Serial number (38 bits; SGTIN-96 serials are integers without leading zeros).
     pub serial: u64,
 }
 
 fn sgtin_error(problem: impl Into<String>) -> UhfError {
     UhfError::Sgtin(problem.into())
+}
+
+/// The value of a digit string of exactly `digits` digits.
+fn digit_value(name: &str, text: &str, digits: usize) -> Result<u64, UhfError> {
+    if text.len() != digits || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(sgtin_error(format!(
+            "{name} {text:?} is not {digits} digits (the partition fixes the count)"
+        )));
+    }
+    // At most 12 digits: always fits in u64.
+    text.parse::<u64>()
+        .map_err(|_| sgtin_error(format!("{name} {text:?} is not a decimal number")))
 }
 
 impl Sgtin96 {
@@ -188,24 +204,25 @@ impl Sgtin96 {
         let partition = ((value >> 82) & 0x7) as u8;
         let (cp_bits, cp_digits, ir_bits, ir_digits) = Self::layout(partition)?;
         let mask = |bits: u32| (1u128 << bits) - 1;
-        let company_prefix = ((value >> (SERIAL_BITS + ir_bits)) & mask(cp_bits)) as u64;
-        let item_reference = ((value >> SERIAL_BITS) & mask(ir_bits)) as u64;
+        let company_prefix = (value >> (SERIAL_BITS + ir_bits)) & mask(cp_bits);
+        let item_reference = (value >> SERIAL_BITS) & mask(ir_bits);
         let serial = (value & mask(SERIAL_BITS)) as u64;
-        if company_prefix >= 10u64.pow(cp_digits as u32) {
-            return Err(sgtin_error(format!(
-                "company prefix {company_prefix} has more than {cp_digits} digits"
-            )));
-        }
-        if item_reference >= 10u64.pow(ir_digits as u32) {
-            return Err(sgtin_error(format!(
-                "item reference {item_reference} has more than {ir_digits} digits"
-            )));
-        }
+        // The partition fixes the digit counts: pad to them, and refuse a value with more.
+        let digits = |name: &str, value: u128, count: usize| {
+            let text = format!("{value:0count$}");
+            if text.len() == count {
+                Ok(text)
+            } else {
+                Err(sgtin_error(format!(
+                    "{name} {value} has more than {count} digits"
+                )))
+            }
+        };
         Ok(Self {
             filter,
             partition,
-            company_prefix,
-            item_reference,
+            company_prefix: digits("company prefix", company_prefix, cp_digits)?,
+            item_reference: digits("item reference", item_reference, ir_digits)?,
             serial,
         })
     }
@@ -216,18 +233,8 @@ impl Sgtin96 {
         if self.filter > 7 {
             return Err(sgtin_error(format!("filter {} is not 0-7", self.filter)));
         }
-        if self.company_prefix >= 10u64.pow(cp_digits as u32) {
-            return Err(sgtin_error(format!(
-                "company prefix {} has more than {cp_digits} digits",
-                self.company_prefix
-            )));
-        }
-        if self.item_reference >= 10u64.pow(ir_digits as u32) {
-            return Err(sgtin_error(format!(
-                "item reference {} has more than {ir_digits} digits",
-                self.item_reference
-            )));
-        }
+        let company_prefix = digit_value("company prefix", &self.company_prefix, cp_digits)?;
+        let item_reference = digit_value("item reference", &self.item_reference, ir_digits)?;
         if self.serial >> SERIAL_BITS != 0 {
             return Err(sgtin_error(format!(
                 "serial {} does not fit in 38 bits",
@@ -237,8 +244,8 @@ impl Sgtin96 {
         let value = (u128::from(SGTIN96_HEADER) << 88)
             | (u128::from(self.filter) << 85)
             | (u128::from(self.partition) << 82)
-            | (u128::from(self.company_prefix) << (SERIAL_BITS + ir_bits))
-            | (u128::from(self.item_reference) << SERIAL_BITS)
+            | (u128::from(company_prefix) << (SERIAL_BITS + ir_bits))
+            | (u128::from(item_reference) << SERIAL_BITS)
             | u128::from(self.serial);
         debug_assert!(cp_bits + ir_bits == 44);
         let wide = value.to_be_bytes();
@@ -247,34 +254,26 @@ impl Sgtin96 {
         Ok(out)
     }
 
-    fn digits(&self) -> (String, String) {
-        let (_, cp_digits, _, ir_digits) = Self::layout(self.partition).unwrap_or((0, 0, 0, 0));
-        (
-            format!("{:0cp_digits$}", self.company_prefix),
-            format!("{:0ir_digits$}", self.item_reference),
-        )
-    }
-
     /// The company prefix with its leading zeros.
     pub fn company_prefix_digits(&self) -> String {
-        self.digits().0
+        self.company_prefix.clone()
     }
 
     /// The item reference with its leading zeros.
     pub fn item_reference_digits(&self) -> String {
-        self.digits().1
+        self.item_reference.clone()
     }
 
     /// The EPC tag URI, e.g. `urn:epc:tag:sgtin-96:3.0614141.812345.6789`.
     pub fn tag_uri(&self) -> String {
-        let (cp, ir) = self.digits();
         format!(
-            "urn:epc:tag:sgtin-96:{}.{cp}.{ir}.{}",
-            self.filter, self.serial
+            "urn:epc:tag:sgtin-96:{}.{}.{}.{}",
+            self.filter, self.company_prefix, self.item_reference, self.serial
         )
     }
 
-    /// Parses the EPC tag URI that [`Sgtin96::tag_uri`] prints.
+    /// Parses the EPC tag URI that [`Sgtin96::tag_uri`] prints. The digit counts of the
+    /// company prefix and item reference are kept (they choose the partition).
     pub fn from_tag_uri(uri: &str) -> Result<Self, UhfError> {
         let rest = uri.strip_prefix("urn:epc:tag:sgtin-96:").ok_or_else(|| {
             sgtin_error(format!("{uri:?} does not start with urn:epc:tag:sgtin-96:"))
@@ -282,7 +281,7 @@ impl Sgtin96 {
         let parts: Vec<&str> = rest.split('.').collect();
         let [filter, cp, ir, serial] = parts.as_slice() else {
             return Err(sgtin_error(format!(
-                "{uri:?} needs filter.company.item.serial"
+                "{uri:?} needs four dot-separated fields: filter.company.item.serial"
             )));
         };
         let number = |name: &str, s: &str| {
@@ -292,11 +291,10 @@ impl Sgtin96 {
             s.parse::<u64>()
                 .map_err(|_| sgtin_error(format!("{name} {s:?} is too large")))
         };
-        let total = cp.len() + ir.len();
         let partition = PARTITIONS
             .iter()
             .position(|&(_, d, _, _)| d == cp.len())
-            .filter(|_| total == 13)
+            .filter(|_| cp.len() + ir.len() == 13)
             .ok_or_else(|| {
                 sgtin_error(format!(
                     "company prefix of {} and item reference of {} digits match no partition",
@@ -308,8 +306,8 @@ impl Sgtin96 {
             filter: u8::try_from(number("filter", filter)?)
                 .map_err(|_| sgtin_error("filter is not 0-7"))?,
             partition: partition as u8,
-            company_prefix: number("company prefix", cp)?,
-            item_reference: number("item reference", ir)?,
+            company_prefix: (*cp).to_owned(),
+            item_reference: (*ir).to_owned(),
             serial: number("serial", serial)?,
         };
         value.encode()?;
@@ -318,14 +316,15 @@ impl Sgtin96 {
 
     /// GTIN-14: indicator digit, company prefix, rest of the item reference, check digit.
     pub fn gtin(&self) -> String {
-        let (cp, ir) = self.digits();
+        let (cp, ir) = (&self.company_prefix, &self.item_reference);
         let (indicator, item) = ir.split_at(1.min(ir.len()));
         let body = format!("{indicator}{cp}{item}");
         let sum: u32 = body
             .bytes()
             .rev()
             .enumerate()
-            .map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 })
+            // Public fields may hold anything: a non-digit counts as 0 rather than panic.
+            .map(|(i, b)| char::from(b).to_digit(10).unwrap_or(0) * if i % 2 == 0 { 3 } else { 1 })
             .sum();
         format!("{body}{}", (10 - sum % 10) % 10)
     }
@@ -647,6 +646,83 @@ mod tests {
                 0x30, 0x74, 0x25, 0x7B, 0xF7, 0x19, 0x4E, 0x40, 0x00, 0x00, 0x1A, 0x85
             ]
         );
+    }
+
+    #[test]
+    fn sgtin96_keeps_the_digit_counts_of_company_prefix_and_item_reference() {
+        // (EPC, partition, company prefix, item reference, tag URI); the EPCs were computed
+        // independently from the GS1 bit layout (§2.5).
+        let cases = [
+            (
+                "3074257BF7194E4000001A85",
+                5,
+                "0614141",
+                "812345",
+                "urn:epc:tag:sgtin-96:3.0614141.812345.6789",
+            ),
+            (
+                "3000000000000000000004D2",
+                0,
+                "000000000000",
+                "0",
+                "urn:epc:tag:sgtin-96:0.000000000000.0.1234",
+            ),
+            (
+                "30340001E00000C000000001",
+                5,
+                "0000120",
+                "000003",
+                "urn:epc:tag:sgtin-96:1.0000120.000003.1",
+            ),
+            (
+                "304400000000214000000000",
+                1,
+                "00000000001",
+                "05",
+                "urn:epc:tag:sgtin-96:2.00000000001.05.0",
+            ),
+            (
+                "3038000040000000DFDC1C35",
+                6,
+                "000001",
+                "0000000",
+                "urn:epc:tag:sgtin-96:1.000001.0000000.3755744309",
+            ),
+        ];
+        for (epc, partition, company_prefix, item_reference, uri) in cases {
+            let bytes = crate::parse_hex(epc).unwrap();
+            let sgtin = Sgtin96::decode(&bytes).unwrap();
+            assert_eq!(sgtin.partition, partition, "{epc}");
+            assert_eq!(sgtin.company_prefix, company_prefix, "{epc}");
+            assert_eq!(sgtin.item_reference, item_reference, "{epc}");
+            assert_eq!(sgtin.tag_uri(), uri, "{epc}");
+            assert_eq!(Sgtin96::from_tag_uri(uri).as_ref(), Ok(&sgtin), "{uri}");
+            assert_eq!(
+                sgtin.encode().unwrap().as_slice(),
+                bytes.as_slice(),
+                "{epc}"
+            );
+        }
+    }
+
+    #[test]
+    fn sgtin96_digit_strings_that_do_not_fit_the_partition_are_refused() {
+        let good = Sgtin96::from_tag_uri("urn:epc:tag:sgtin-96:3.0614141.812345.6789").unwrap();
+        // (company prefix, item reference): a dropped leading zero is a different partition.
+        let cases = [
+            ("614141", "812345"),
+            ("0614141", "81234"),
+            ("06141A1", "812345"),
+        ];
+        for (company_prefix, item_reference) in cases {
+            let bad = Sgtin96 {
+                company_prefix: company_prefix.into(),
+                item_reference: item_reference.into(),
+                ..good.clone()
+            };
+            assert!(bad.encode().is_err(), "{company_prefix}.{item_reference}");
+        }
+        assert!(Sgtin96::from_tag_uri("urn:epc:tag:sgtin-96:3.614141.812345.6789").is_err());
     }
 
     #[test]

@@ -283,9 +283,10 @@ fn an_rfid501_tag_that_passes_the_iso28560_3_crc_by_chance_is_still_rfid501() {
 }
 
 #[test]
-fn an_iso28560_2_tag_whose_rewrite_passes_the_iso28560_3_crc_by_chance_stays_iso28560_2() {
-    // Found by the tag_decode fuzz target: the re-encoded data sets happen to carry a valid
-    // ISO 28560-3 CRC in bytes 19-20, over fields that do not read as a basic block.
+fn an_iso28560_2_tag_whose_plain_rewrite_would_pass_the_iso28560_3_crc_is_written_clear_of_it() {
+    // Found by the tag_decode fuzz target: the plain re-encoding of these data sets carries
+    // a valid ISO 28560-3 CRC in bytes 19-20 (over fields that do not read as a basic
+    // block); the encoder now picks another layout.
     let memory = hex(
         "3121FFFFFF0919000000000000001000FB30FFFFFFFFFFB8464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464600000000000000000000000000000000000000000000000000000000000100",
     );
@@ -298,11 +299,257 @@ fn an_iso28560_2_tag_whose_rewrite_passes_the_iso28560_3_crc_by_chance_stays_iso
     assert_eq!(tag.model, TagModel::Iso28560_2, "{}", tag.reason);
     let data = tag.data.clone().unwrap();
     let written = encode_like(&tag, &data, &site).unwrap();
-    let crc_holds = |order: ByteOrder| {
-        rfidgw_tag::iso28560_3::check_crc(&order.apply(&written), BlockForm::Full).is_ok()
-    };
-    assert!(crc_holds(ByteOrder::AsRead) || crc_holds(ByteOrder::BlockReversed));
+    assert!(!rfidgw_tag::iso28560_3::crc_could_hold(&written));
     let again = decode(&written, &hints, &site);
     assert_eq!(again.model, TagModel::Iso28560_2, "{}", again.reason);
     assert_eq!(again.data, Some(data));
+}
+
+/// The `tag_decode` fuzz input of issue 14 (first three bytes: flags, AFI, DSFID; then the
+/// memory), and the same failure minimised: an ISO 28560-2 tag whose re-encoding passed the
+/// ISO 28560-3 CRC over readable fields, so the rewritten tag read as another item.
+const ISSUE_14_INPUT: &str = "2a783b2101686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868680003072a7812001e0000000000002b2a0002ffffffffff00";
+const ISSUE_14_MINIMISED: &str = "00000021016868686868686868686868686868686868686868686868686868686868686868000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
+/// What the encoder wrote for both before issue 14: valid ISO 28560-2 data sets (item
+/// `68`) that also carry a valid ISO 28560-3 CRC over readable fields (item `hhhh…`).
+const ISSUE_14_OLD_ENCODING: &str = "11014468686868686868686868686868686868686868686868686868686868686868000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
+
+/// Hints and site exactly as the `tag_decode` fuzz target derives them from its input.
+fn fuzz_hints_and_site(input: &[u8]) -> (TagHints, SiteConfig, Vec<u8>) {
+    let [flags, afi, dsfid, memory @ ..] = input else {
+        panic!("fuzz input shorter than 3 bytes")
+    };
+    let hints = TagHints {
+        uhf: match flags & 0x03 {
+            0 => None,
+            1 => Some(true),
+            _ => Some(false),
+        },
+        afi: (flags & 0x04 != 0).then_some(*afi),
+        dsfid: (flags & 0x08 != 0).then_some(*dsfid),
+        eas: (flags & 0x10 != 0).then_some(flags & 0x20 != 0),
+        on_loan: (flags & 0x40 != 0).then_some(flags & 0x20 != 0),
+        ..TagHints::default()
+    };
+    let mut site = SiteConfig {
+        truncated_basic_block: flags & 0x80 != 0,
+        iso28560_2_dsfid: Some(0x06),
+        iso28560_3_dsfid: (afi & 0x04 != 0).then_some(0x3E),
+        epc_layouts: vec![EpcLayout::de290()],
+        ..SiteConfig::default()
+    };
+    site.security.mode = match afi & 0x03 {
+        0 => SecurityMode::Afi,
+        1 => SecurityMode::Eas,
+        2 => SecurityMode::EpcBit,
+        _ => SecurityMode::Database,
+    };
+    (hints, site, memory.to_vec())
+}
+
+#[test]
+fn an_iso28560_2_tag_is_never_rewritten_into_bytes_that_pass_the_iso28560_3_crc() {
+    for (name, input) in [
+        ("issue 14 input", ISSUE_14_INPUT),
+        ("issue 14 minimised", ISSUE_14_MINIMISED),
+    ] {
+        let (hints, site, memory) = fuzz_hints_and_site(&hex(input));
+        let tag = decode(&memory, &hints, &site);
+        assert_eq!(tag.model, TagModel::Iso28560_2, "{name}: {}", tag.reason);
+        let data = tag.data.clone().unwrap();
+        let written = encode_like(&tag, &data, &site).unwrap();
+        assert_ne!(written, hex(ISSUE_14_OLD_ENCODING), "{name}");
+        assert!(
+            !rfidgw_tag::iso28560_3::crc_could_hold(&written),
+            "{name}: {written:02X?}"
+        );
+        let again = decode(&written, &hints, &site);
+        assert_eq!(
+            again.model,
+            TagModel::Iso28560_2,
+            "{name}: {}",
+            again.reason
+        );
+        assert_eq!(again.data, Some(data), "{name}");
+    }
+}
+
+#[test]
+fn memory_that_reads_as_both_iso28560_models_is_settled_by_the_dsfid_or_reported_ambiguous() {
+    use TagModel::{Ambiguous, Iso28560_2 as Iso2, Iso28560_3 as Iso3};
+    let memory = hex(ISSUE_14_OLD_ENCODING);
+    // (case, site DSFIDs for ISO 28560-2 and -3, the DSFID the reader reports, model)
+    let cases = [
+        ("no DSFID, no settings", (None, None), None, Ambiguous),
+        (
+            "no DSFID reported",
+            (Some(0x06), Some(0x3E)),
+            None,
+            Ambiguous,
+        ),
+        ("DSFID names -2", (Some(0x06), None), Some(0x06), Iso2),
+        ("DSFID names -3", (None, Some(0x3E)), Some(0x3E), Iso3),
+        ("DSFID rules -2 out", (Some(0x06), None), Some(0x3B), Iso3),
+        ("DSFID rules -3 out", (None, Some(0x3E)), Some(0x3B), Iso2),
+        (
+            "DSFID rules both out",
+            (Some(0x06), Some(0x3E)),
+            Some(0x3B),
+            Ambiguous,
+        ),
+        (
+            "DSFID 00 says nothing",
+            (Some(0x06), None),
+            Some(0x00),
+            Ambiguous,
+        ),
+    ];
+    let item_of = |model| match model {
+        Iso2 => Some("68".to_owned()),
+        Iso3 => Some("hhhhhhhhhhhhhhhh".to_owned()),
+        _ => None,
+    };
+    for (case, (two, three), dsfid, model) in cases {
+        let site = SiteConfig {
+            iso28560_2_dsfid: two,
+            iso28560_3_dsfid: three,
+            ..SiteConfig::default()
+        };
+        let hints = TagHints {
+            dsfid,
+            uhf: Some(false),
+            ..TagHints::default()
+        };
+        let tag = decode(&memory, &hints, &site);
+        assert_eq!(tag.model, model, "{case}: {}", tag.reason);
+        assert_eq!(
+            tag.item.map(|i| i.primary_item_id),
+            item_of(model),
+            "{case}"
+        );
+        if model == Ambiguous {
+            assert!(
+                matches!(&tag.error, Some(DecodeError::Ambiguous { models, .. }) if models == &[Iso3, Iso2]),
+                "{case}: {:?}",
+                tag.error
+            );
+            let readings: Vec<_> = tag
+                .readings
+                .iter()
+                .map(|r| (r.model, Some(r.item().primary_item_id)))
+                .collect();
+            assert_eq!(
+                readings,
+                [(Iso3, item_of(Iso3)), (Iso2, item_of(Iso2))],
+                "{case}"
+            );
+            assert_eq!(tag.data, None, "{case}");
+        } else {
+            assert!(tag.readings.is_empty(), "{case}");
+            assert!(
+                tag.warnings.iter().any(|w| w.contains("also reads as")),
+                "{case}: {:?}",
+                tag.warnings
+            );
+        }
+    }
+}
+
+#[test]
+fn an_ambiguous_tag_lists_both_readings_in_its_json_and_names_no_item() {
+    let tag = decode(
+        &hex(ISSUE_14_OLD_ENCODING),
+        &TagHints::default(),
+        &SiteConfig::default(),
+    );
+    let json = serde_json::to_value(&tag).unwrap();
+    assert_eq!(json["model"], "ambiguous");
+    assert_eq!(json["primary_item_id"], serde_json::Value::Null);
+    assert_eq!(json["readings"][0]["model"], "iso28560-3");
+    assert_eq!(json["readings"][0]["primary_item_id"], "hhhhhhhhhhhhhhhh");
+    assert_eq!(json["readings"][1]["model"], "iso28560-2");
+    assert_eq!(json["readings"][1]["primary_item_id"], "68");
+    let error = json["error"].as_str().unwrap();
+    assert!(error.contains("iso28560_2_dsfid"), "{error}");
+}
+
+#[test]
+fn foreign_is_true_only_for_another_institutions_item_never_for_a_tag_naming_no_owner() {
+    let mut site = SiteConfig::default();
+    site.owners.library_numbers.push(1_048_575);
+    site.owners.libraries.push(CountryLibrary {
+        country: "DK".into(),
+        library: "715700".into(),
+    });
+    let rfid501 = |library: &str| {
+        hex(&format!(
+            "0411000032303039303130313031323300000000{library}7FFFFFFF00000000"
+        ))
+    };
+    let ddm = |country_and_library: &str| {
+        let mut memory = hex("110101313233343536373839300000000000000000");
+        memory.extend(hex(country_and_library));
+        memory.resize(34, 0);
+        let crc = rfidgw_tag::iso28560_3::basic_block_crc(&memory, BlockForm::Full);
+        memory[19..21].copy_from_slice(&crc.to_le_bytes());
+        memory
+    };
+    let cases = [
+        (
+            "RFID501, our library",
+            rfid501("FFFFFFFF"),
+            OwnerClass::Ours,
+            Some(false),
+        ),
+        (
+            "RFID501, another library",
+            rfid501("00000007"),
+            OwnerClass::Foreign,
+            Some(true),
+        ),
+        (
+            "RFID501, no library number",
+            rfid501("00000000"),
+            OwnerClass::Unknown,
+            None,
+        ),
+        (
+            "RFID501, branch only",
+            rfid501("00100000"),
+            OwnerClass::Unknown,
+            None,
+        ),
+        (
+            "ISO 28560-3, ours",
+            ddm("444B373135373030"),
+            OwnerClass::Ours,
+            Some(false),
+        ),
+        (
+            "ISO 28560-3, another",
+            ddm("444B313131"),
+            OwnerClass::Foreign,
+            Some(true),
+        ),
+        ("ISO 28560-3, no owner", ddm(""), OwnerClass::Unknown, None),
+        (
+            "ISO 28560-3, country only",
+            ddm("444B"),
+            OwnerClass::Unknown,
+            None,
+        ),
+        (
+            "SGTIN-96 names no owner",
+            hex(SGTIN),
+            OwnerClass::Unknown,
+            None,
+        ),
+    ];
+    for (case, memory, class, foreign) in cases {
+        let tag = decode(&memory, &TagHints::default(), &site);
+        assert!(tag.item.is_some(), "{case}: {:?}", tag.error);
+        assert_eq!(tag.owner_class, class, "{case}");
+        let json = serde_json::to_value(&tag).unwrap();
+        assert_eq!(json["foreign"], serde_json::json!(foreign), "{case}");
+    }
 }

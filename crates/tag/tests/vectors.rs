@@ -132,11 +132,17 @@ fn every_vector_in_tags_tsv_decodes_to_its_expected_values() {
         );
         assert_eq!(tag.error, None, "{}", row.id);
         let item = tag.item.as_ref().expect("item");
-        let (owner, library) = match &item.owner {
-            None => ("-".to_owned(), "-".to_owned()),
-            Some(Owner::Isil { isil }) => (isil.clone(), "-".to_owned()),
-            Some(Owner::CountryLibrary { country, library }) => (country.clone(), library.clone()),
-            Some(Owner::LibraryNumber { library, .. }) => ("-".to_owned(), library.to_string()),
+        let (owner, library) = match (&item.owner, &tag.data) {
+            // Library number 0 names no owner, but the vector's column is the raw field.
+            (None, Some(TagData::Rfid501(t))) => ("-".to_owned(), t.library.to_string()),
+            (None, _) => ("-".to_owned(), "-".to_owned()),
+            (Some(Owner::Isil { isil }), _) => (isil.clone(), "-".to_owned()),
+            (Some(Owner::CountryLibrary { country, library }), _) => {
+                (country.clone(), library.clone())
+            }
+            (Some(Owner::LibraryNumber { library, .. }), _) => {
+                ("-".to_owned(), library.to_string())
+            }
         };
         let actual = [
             item.primary_item_id.clone(),
