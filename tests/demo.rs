@@ -62,7 +62,10 @@ async fn the_demo_config_runs_and_every_station_sees_tags() {
     .await
     .expect("the demo gate alarms and counts");
     let alarm = gate.last_alarm.unwrap();
-    assert_eq!((alarm.reason, alarm.item.as_deref()), ("secured", Some("11223344")));
+    assert_eq!(
+        (alarm.reason, alarm.item.as_deref()),
+        ("secured", Some("11223344"))
+    );
 
     // The SIP2 pool logs in to the built-in ACS simulator and says so in the journal.
     let pool = daemon.ils().pool().expect("the demo has an ILS");

@@ -42,9 +42,9 @@ fn ours(item: &str) -> String {
     else {
         panic!("OURS is ISO 28560-3");
     };
-    ddm.basic.primary_item_id = item.to_owned();
+    item.clone_into(&mut ddm.basic.primary_item_id);
     let encoded = rfidgw_tag::encode(&TagData::Iso28560_3(ddm), ByteOrder::AsRead, &site).unwrap();
-    encoded.iter().map(|b| format!("{b:02X}")).collect()
+    hex::encode_upper(encoded)
 }
 
 /// Puts a tag on the simulated reader, outside its field until a test moves it in.

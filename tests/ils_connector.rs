@@ -23,7 +23,7 @@ async fn ils() -> Ils {
     let control = sim.control();
     let (addr, serve) = sim.bind("127.0.0.1:0", acs.clone()).await.unwrap();
     tokio::spawn(serve);
-    let mut config = Sip2PeerConfig::new(&addr.to_string(), "demo", "demo");
+    let mut config = Sip2PeerConfig::new(addr.to_string(), "demo", "demo");
     config.institution = "DEMO".into();
     config.request_timeout_ms = Some(2_000);
     config.pool_size = Some(1);
