@@ -60,8 +60,26 @@ fn spawn_daemon(config: &Path, notify_socket: Option<&Path>) -> Child {
     spawn_daemon_with(config, notify_socket, &[])
 }
 
+/// The daemon binary, started through `RFIDGW_TEST_RUNNER` when that is set: a command
+/// prefix such as `qemu-aarch64 -L /usr/aarch64-linux-gnu` when the tests themselves run
+/// under emulation (`.ci/arm`), where the kernel cannot exec a foreign binary directly.
+/// Signals sent to the runner reach the emulated daemon.
+fn daemon_command() -> Command {
+    let binary = env!("CARGO_BIN_EXE_rfidgw");
+    let runner = std::env::var("RFIDGW_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    }
+}
+
 fn spawn_daemon_with(config: &Path, notify_socket: Option<&Path>, env: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rfidgw"));
+    let mut command = daemon_command();
     command
         .args(["run", "--config"])
         .arg(config)

@@ -9,6 +9,7 @@ mod devices;
 mod frame;
 mod gate;
 mod sip2;
+mod sortplan;
 mod tag;
 
 use std::process::ExitCode;
@@ -48,6 +49,9 @@ enum Command {
     /// The gate's loans cache (database security mode).
     #[command(subcommand)]
     Loans(gate::LoansCommand),
+    /// Check a sort plan, or show which bin a checkin response goes to.
+    #[command(subcommand, name = "sort-plan")]
+    SortPlan(sortplan::SortPlanCommand),
 }
 
 /// Parses the command line, runs the subcommand and turns its result into an exit code.
@@ -63,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Alarms(command) => gate::alarms(command),
         Command::Gate(command) => gate::gate(command),
         Command::Loans(command) => gate::loans(command),
+        Command::SortPlan(command) => sortplan::run(command),
     };
     match result {
         Ok(code) => code,

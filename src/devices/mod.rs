@@ -8,6 +8,7 @@
 mod feig;
 mod hid;
 mod m3m810;
+mod modbus;
 mod sim;
 
 use rfidgw_driver::Device;
@@ -28,6 +29,8 @@ pub enum DriverKind {
     Hid,
     /// A FEIG OBID ISO-Host reader (serial, TCP, USB or its simulator).
     Feig,
+    /// A sorter's PLC over Modbus RTU or TCP (or the simulated sorter).
+    Modbus,
 }
 
 /// One `[[devices]]` entry of the config.
@@ -66,6 +69,7 @@ impl DeviceConfig {
             DriverKind::M3m810 => m3m810::build(self),
             DriverKind::Hid => hid::build(self),
             DriverKind::Feig => feig::build(self),
+            DriverKind::Modbus => modbus::build(self),
         }
     }
 
@@ -87,7 +91,7 @@ impl DeviceConfig {
                     .and_then(toml::Value::as_bool)
                     .unwrap_or(false),
             ),
-            DriverKind::Sim | DriverKind::Hid => None,
+            DriverKind::Sim | DriverKind::Hid | DriverKind::Modbus => None,
         }
     }
 

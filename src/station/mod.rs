@@ -17,6 +17,7 @@
 pub mod counting;
 pub mod gate;
 pub mod loans;
+pub mod sortplan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
