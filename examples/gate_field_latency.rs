@@ -16,8 +16,13 @@
 //! the resolution.
 //!
 //! Run: `cargo run --release --example gate_field_latency -- --reps 40`
-//! Modes: `--modes poll:20,poll:50,poll:100,notify:2000` (`:afi` after a mode adds
-//! `inventory_afi = "07"`, as the demo gate has).
+//! Modes: `--modes poll:20,poll:50,poll:100,notify:2000`; after a mode, `:afi` adds
+//! `inventory_afi = "07"` and `:inputs` adds `poll_inputs = true` (a gate that counts
+//! people, as the demo gate does), e.g. `poll:20:inputs`.
+//!
+//! `--stay-ms 25` takes every item out of the field 25 ms after it entered, whether the
+//! `[71]` frame came or not: the table then counts passages the gate saw (and alarmed on)
+//! whose frame never reached the reader ("silent").
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -44,7 +49,7 @@ struct Args {
     #[arg(long, default_value_t = 40)]
     reps: usize,
     /// Modes: `poll:<poll_interval_ms>` or `notify:<notify_wait_ms>`, comma separated;
-    /// append `:afi` for `inventory_afi = "07"`.
+    /// append `:afi` for `inventory_afi = "07"`, `:inputs` for `poll_inputs = true`.
     #[arg(
         long,
         value_delimiter = ',',
@@ -54,6 +59,14 @@ struct Args {
     /// Sleep between two looks at the simulator, in microseconds.
     #[arg(long, default_value_t = 100)]
     look_every_us: u64,
+    /// Print every passage's figures (stderr).
+    #[arg(long)]
+    raw: bool,
+    /// Take each item out of the field this long after it entered, in milliseconds, even
+    /// if no `[71]` frame came yet (a quick patron, a reader that sees a tag only briefly).
+    /// Without it, an item stays until its `[71]` frame arrived.
+    #[arg(long)]
+    stay_ms: Option<u64>,
 }
 
 /// One way to run the gate's reader.
@@ -63,7 +76,10 @@ struct Mode {
     notify: bool,
     /// poll_interval_ms (poll) or notify_wait_ms (notify).
     ms: u64,
+    /// `inventory_afi = "07"` (only secured items answer an inventory).
     afi_filter: bool,
+    /// `poll_inputs = true`: a `[74]` after every inventory (people counting).
+    inputs: bool,
 }
 
 impl Mode {
@@ -74,11 +90,14 @@ impl Mode {
             .next()
             .and_then(|ms| ms.parse().ok())
             .ok_or_else(|| format!("`{text}`: give milliseconds, e.g. poll:20"))?;
-        let afi_filter = match parts.next() {
-            None => false,
-            Some("afi") => true,
-            Some(other) => return Err(format!("`{text}`: unknown option `{other}`")),
-        };
+        let (mut afi_filter, mut inputs) = (false, false);
+        for option in parts {
+            match option {
+                "afi" => afi_filter = true,
+                "inputs" => inputs = true,
+                other => return Err(format!("`{text}`: unknown option `{other}`")),
+            }
+        }
         let notify = match kind {
             "poll" => false,
             "notify" => true,
@@ -89,6 +108,7 @@ impl Mode {
             notify,
             ms,
             afi_filter,
+            inputs,
         })
     }
 
@@ -136,6 +156,7 @@ fn config(dir: &Path, link: &Path, mode: &Mode) -> Config {
         {poll}
         [devices.settings.driver]
         reply_timeout_ms = 500
+        poll_inputs = {inputs}
 
         [[stations]]
         id = "main-exit"
@@ -154,6 +175,7 @@ fn config(dir: &Path, link: &Path, mode: &Mode) -> Config {
         data = dir.display(),
         link = link.display(),
         poll = mode.poll_table(),
+        inputs = mode.inputs,
     );
     Config::parse("gate-field-latency.toml", &text, std::iter::empty())
         .unwrap_or_else(|e| panic!("{e}"))
@@ -194,8 +216,14 @@ struct Figures {
     to_output: Vec<Duration>,
     /// Field entry → the arrival in the pipeline (registry `tags_present`).
     to_pipeline: Vec<Duration>,
+    /// The arrival in the pipeline → `[71]` frame at the reader (decision, command path,
+    /// the read loop's next chance to send it, PSST, the frame).
+    after_pipeline: Vec<Duration>,
     /// Passages without a `[71]` frame within `PATIENCE`.
     missed: usize,
+    /// Of those, passages whose arrival the pipeline had (so the gate alarmed) but whose
+    /// `[71]` frame never reached the reader.
+    silent: usize,
     /// Mean time between two looks at the simulator.
     look_period: Duration,
 }
@@ -209,9 +237,8 @@ fn tags_present(daemon: &Daemon) -> usize {
         .map_or(0, |d| d.tags_present)
 }
 
-fn run_mode(rt: &tokio::runtime::Runtime, mode: &Mode, reps: usize, every: Duration) -> Figures {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let link = dir.path().join("usb-FEIG_ID_CPR-if00-port0");
+/// The simulated reader with `reps` distinct secured items of ours, out of its field.
+fn reader_with_items(reps: usize) -> (SimHandle, Vec<Uid>) {
     let sim = SimHandle::default();
     let site: SiteConfig =
         toml::from_str("[owners]\nlibraries = [{ country = \"DE\", library = \"705\" }]")
@@ -228,6 +255,15 @@ fn run_mode(rt: &tokio::runtime::Runtime, mode: &Mode, reps: usize, every: Durat
             uid
         })
         .collect();
+    (sim, uids)
+}
+
+fn run_mode(rt: &tokio::runtime::Runtime, mode: &Mode, reps: usize, args: &Args) -> Figures {
+    let every = Duration::from_micros(args.look_every_us);
+    let stay = args.stay_ms.map(Duration::from_millis);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let link = dir.path().join("usb-FEIG_ID_CPR-if00-port0");
+    let (sim, uids) = reader_with_items(reps);
     let reader = {
         let _runtime = rt.enter();
         let pty = PtyPair::open().expect("a pty");
@@ -258,7 +294,9 @@ fn run_mode(rt: &tokio::runtime::Runtime, mode: &Mode, reps: usize, every: Durat
     let mut figures = Figures {
         to_output: Vec::with_capacity(reps),
         to_pipeline: Vec::with_capacity(reps),
+        after_pipeline: Vec::with_capacity(reps),
         missed: 0,
+        silent: 0,
         look_period: Duration::ZERO,
     };
     let (mut looks, mut looking) = (0u64, Duration::ZERO);
@@ -268,22 +306,41 @@ fn run_mode(rt: &tokio::runtime::Runtime, mode: &Mode, reps: usize, every: Durat
         let mut in_pipeline = None;
         let entered = Instant::now();
         sim.set_in_field(uid, true);
+        let mut in_field = true;
         let output = wait_for(every, || {
             if in_pipeline.is_none() && tags_present(&daemon) > 0 {
                 in_pipeline = Some(Instant::now());
             }
+            if in_field && stay.is_some_and(|stay| entered.elapsed() >= stay) {
+                sim.set_in_field(uid, false);
+                in_field = false;
+            }
             sim.outputs().len() > before
         });
-        match output {
-            Some((at, n)) => {
-                figures.to_output.push(at - entered);
-                looks += n;
-                looking += at - entered;
-            }
-            None => figures.missed += 1,
+        if let Some((at, n)) = output {
+            figures.to_output.push(at - entered);
+            looks += n;
+            looking += at - entered;
+        } else {
+            figures.missed += 1;
+            figures.silent += usize::from(in_pipeline.is_some());
         }
         if let Some(at) = in_pipeline {
             figures.to_pipeline.push(at - entered);
+        }
+        if let (Some(pipeline), Some((output, _))) = (in_pipeline, output) {
+            figures
+                .after_pipeline
+                .push(output.saturating_duration_since(pipeline));
+        }
+        if args.raw {
+            let since = |at: Option<Instant>| at.map_or(f64::NAN, |at| ms(at - entered));
+            eprintln!(
+                "{} {uid}: field->pipeline {:.1} ms, field->[71] {:.1} ms",
+                mode.label,
+                since(in_pipeline),
+                since(output.map(|(at, _)| at)),
+            );
         }
         sim.set_in_field(uid, false);
         wait_for(Duration::from_millis(2), || tags_present(&daemon) == 0).expect("the departure");
@@ -318,13 +375,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let every = Duration::from_micros(args.look_every_us);
     let mut rows = Vec::new();
     for mode in &modes {
         eprintln!("{}: {} passages…", mode.label, args.reps);
-        let mut figures = run_mode(&rt, mode, args.reps, every);
+        let mut figures = run_mode(&rt, mode, args.reps, &args);
         figures.to_output.sort();
         figures.to_pipeline.sort();
+        figures.after_pipeline.sort();
         rows.push((mode, figures));
     }
     println!();
@@ -333,18 +390,23 @@ fn main() {
         args.reps
     );
     println!(
-        "| mode | field->pipeline p50 | field->[71] p50 | p99 | max | over 500 ms | missed | resolution |"
+        "| mode | field->pipeline p50 | pipeline->[71] p50 | field->[71] p50 | p90 | p99 | max | over 500 ms | missed (seen, silent) | resolution |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (mode, f) in rows {
         if f.to_output.is_empty() {
-            println!("| {} | - | - | - | - | - | {} | - |", mode.label, f.missed);
+            println!(
+                "| {} | - | - | - | - | - | - | - | {} ({}) | - |",
+                mode.label, f.missed, f.silent
+            );
             continue;
         }
-        let pipeline_p50 = if f.to_pipeline.is_empty() {
-            "-".to_owned()
-        } else {
-            format!("{:.1} ms", ms(percentile(&f.to_pipeline, 500)))
+        let p50 = |samples: &[Duration]| {
+            if samples.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.1} ms", ms(percentile(samples, 500)))
+            }
         };
         let over = f
             .to_output
@@ -352,14 +414,17 @@ fn main() {
             .filter(|d| **d > Duration::from_millis(500))
             .count();
         println!(
-            "| {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} | {:.2} ms |",
+            "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} ({}) | {:.2} ms |",
             mode.label,
-            pipeline_p50,
+            p50(&f.to_pipeline),
+            p50(&f.after_pipeline),
             ms(percentile(&f.to_output, 500)),
+            ms(percentile(&f.to_output, 900)),
             ms(percentile(&f.to_output, 990)),
             ms(*f.to_output.last().expect("samples")),
             over,
             f.missed,
+            f.silent,
             ms(f.look_period),
         );
     }

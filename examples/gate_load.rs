@@ -371,6 +371,7 @@ async fn main() -> anyhow::Result<()> {
             ils: None,
             events: events.clone(),
             status: stations.clone(),
+            circulation: None,
         },
     );
     let (controls, controls_rx) = mpsc::channel(16);

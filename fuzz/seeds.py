@@ -6,7 +6,7 @@ Each seed is laid out the way its fuzz target splits its input (a control byte, 
 a split point, ...), so the campaign starts from real frames and tags instead of
 discovering their structure. Run it again after the vectors change; file names are the
 vector ids, so the output is stable and reviewable. Entries the campaign found
-(`min-*` files, kept by hand after `cargo fuzz cmin`) are left alone.
+(`min-*` files, kept minimised by `scripts/fuzz-campaign --keep`) are left alone.
 """
 
 import pathlib
@@ -117,15 +117,75 @@ def config_seeds():
         write("config_parse", f"rfidgw-toml-{index}", data + bytes([len(text)]))
 
 
+def mqtt_seeds():
+    # mqtt_payload: a selector byte (the topic: index into Channel::ALL = status, tags,
+    # inputs, sorter, cmd, cmd/reply, gateway; bit 7 = sorter role), then the payload. The
+    # documented examples of drivers/mqtt/README.md.
+    examples = [
+        ("status-online", 0, '{"state":"online"}'),
+        ("status-bare", 0, "offline"),
+        ("tags-arrived", 1, '{"event":"arrived","uid":"E004010031269117","afi":"07","dsfid":"00",'
+         '"eas":true,"memory":"11010131313232333334340000000000000000513E4445373035000000000000",'
+         '"antenna":1}'),
+        ("tags-departed", 1, '{"event":"departed","uid":"E004010031269117"}'),
+        ("inputs", 2, '{"levels":3,"changed":1}'),
+        ("sorter", 0x83, '{"bins_full":[2],"jam":false}'),
+        ("cmd-output", 4, '{"id":"5f1c2a7e-1","command":"output","beeper":"flash","red":"on",'
+         '"green":"off","signal_ms":3000,"relay_ms":1500,"deadline_ms":500}'),
+        ("cmd-divert", 0x84, '{"id":"5f1c2a7e-2","command":"divert","bin":3,"deadline_ms":2000}'),
+        ("cmd-write-afi", 4, '{"id":"5f1c2a7e-3","command":"write_afi","uid":"E004010031269117",'
+         '"afi":"C2","deadline_ms":900}'),
+        ("reply-ok", 5, '{"id":"5f1c2a7e-1","ok":true}'),
+        ("reply-refused", 0x85, '{"id":"5f1c2a7e-2","ok":false,"error":"diverter 3 blocked",'
+         '"code":"refused","status":"03"}'),
+        ("reply-read-back", 5, '{"id":"a","ok":true,"read_back":"differs","found":"07","attempts":3}'),
+    ]
+    for name, selector, payload in examples:
+        write("mqtt_payload", name, [selector] + list(payload.encode()))
+
+
+def api_seeds():
+    # api_body input: the route (an index into rfidgw::api::BODY_ROUTES), then the body.
+    # One body each route takes, as docs/api.md shows them, and one it refuses.
+    examples = [
+        ("checkout", 0, '{"patron": "P1001", "item": "I0001", "pin": "1234"}'),
+        ("checkin", 1, '{"item": "I0001"}'),
+        ("renew", 2, '{"patron": "P1001", "item": "I0001"}'),
+        ("validate", 3, '{"patron": "P1001", "pin": "1234"}'),
+        ("account", 4, '{"patron": "P1001"}'),
+        ("outputs", 5, '{"red": "flash", "beeper": "on", "signal_ms": 1500, "relay_ms": 500}'),
+        ("ack", 6, '{"by": "desk"}'),
+        ("ack-empty", 6, ""),
+        ("resolve", 7, '{"by": "desk", "resolution": "secured by hand"}'),
+        ("patron", 8, '{"patron": "P1001", "pin": 98765}'),
+        ("finish", 9, '{"presented": 3}'),
+        ("sort-plan", 10, '{"plan": "evening"}'),
+        ("sort-plan-schedule", 10, '{"plan": null}'),
+        ("not-an-object", 0, '["P1001", "I0001"]'),
+    ]
+    for name, route, body in examples:
+        write("api_body", name, [route] + list(body.encode()))
+
+
+# The targets whose seeds this script writes; the others' seeds (modbus_reply, sort_plan,
+# sip2_server_request) were written with their targets and are left alone.
+TARGETS = (
+    "tag_decode", "sip2_frame", "sip2_codec", "feig_frame", "m3m810_frame", "hid_report",
+    "config_parse", "mqtt_payload", "api_body",
+)
+
+
 def main():
-    for directory in CORPUS.glob("*"):
-        for seed in directory.glob("seed-*"):
+    for target in TARGETS:
+        for seed in (CORPUS / target).glob("seed-*"):
             seed.unlink()
     tag_seeds()
     sip2_seeds()
     frame_seeds()
     hid_seeds()
     config_seeds()
+    mqtt_seeds()
+    api_seeds()
     total = sum(f.stat().st_size for f in CORPUS.rglob("*") if f.is_file())
     count = sum(1 for f in CORPUS.rglob("*") if f.is_file())
     print(f"{count} corpus files, {total} bytes under {CORPUS.relative_to(ROOT)}", file=sys.stderr)

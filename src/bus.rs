@@ -133,6 +133,44 @@ pub enum Event {
         /// The interval's length in seconds.
         interval_s: u64,
     },
+    /// A checkout, checkin or renewal through the REST bridge (`/api/v1/ils/…`). No patron
+    /// id or PIN is part of it.
+    BridgeTransaction {
+        /// `checkout`, `checkin` or `renew`.
+        message: &'static str,
+        /// The item.
+        item: String,
+        /// `accepted`, `refused` (the ILS said no), `ils_offline`, `ils_outcome_unknown`,
+        /// `ils_failed`.
+        outcome: &'static str,
+        /// What the ILS said to show.
+        screen_message: Vec<String>,
+        /// The API token's name.
+        by: String,
+    },
+    /// Staff drove a device through the API: a tag's security written (and read back), or
+    /// its outputs.
+    DeviceAction {
+        /// The device.
+        device: String,
+        /// Its station, if any.
+        station: Option<String>,
+        /// `secure`, `unsecure` or `outputs`.
+        action: &'static str,
+        /// The tag, for a security write.
+        uid: Option<String>,
+        /// `confirmed`, `not_confirmed` (written, read back otherwise or not at all),
+        /// `refused` (by the reader), `done` (outputs), `failed` (no answer).
+        outcome: &'static str,
+        /// The read-back or the reason, when there is one.
+        detail: Option<String>,
+        /// The API token's name.
+        by: String,
+    },
+    /// A return or self-check station, the owed-write book or the replayer did something.
+    /// Journaled with its own kind (`item_returned`, `item_loan`, …).
+    #[serde(untagged)]
+    Station(crate::station::activity::Activity),
 }
 
 /// A station's decision on one read, journaled with the read (`payload.decision`).
@@ -169,6 +207,13 @@ pub struct GateAlarm {
 /// A request from staff (through the API) to a station, answered on `reply`.
 #[derive(Debug)]
 pub enum StationControl {
+    /// A request for a return or self-check station (patron, finish, sort plan).
+    Desk {
+        /// The station.
+        station: String,
+        /// The request, with its reply channel.
+        input: crate::station::transaction::StationInput,
+    },
     /// Silence a gate's outputs for its configured time (`on`), or end a silence.
     Silence {
         /// The gate.
@@ -204,6 +249,9 @@ impl Event {
             Self::AlarmAcknowledged { .. } => "alarm_acknowledged",
             Self::GateSilenced { .. } => "gate_silenced",
             Self::PeopleCounted { .. } => "people_counted",
+            Self::BridgeTransaction { .. } => "bridge_transaction",
+            Self::DeviceAction { .. } => "device_action",
+            Self::Station(activity) => activity.kind(),
             Self::Device { report, .. } => match &report.event {
                 DeviceEvent::TagArrived(_) => "tag_arrived",
                 DeviceEvent::TagDeparted { .. } => "tag_departed",
@@ -224,6 +272,24 @@ impl Event {
                     ..
                 } => "device_disconnected",
             },
+        }
+    }
+
+    /// Makes a payload read as people expect: the row's kind as its `kind`, times as
+    /// RFC 3339 beside the milliseconds.
+    fn unify(&self, payload: &mut serde_json::Value) {
+        if let Some(map) = payload.as_object_mut() {
+            // One name per kind: a device event's own tag (`card`, `health`) gives way to the
+            // row's kind (`card_read`, `device_connected`), so row and payload agree.
+            map.insert("kind".into(), json!(self.kind()));
+            if let Self::GateSilenced {
+                until_ms: Some(until),
+                ..
+            } = self
+            {
+                let until = i64::try_from(*until).unwrap_or(i64::MAX);
+                map.insert("until".into(), json!(crate::rfc3339::format(until)));
+            }
         }
     }
 
@@ -288,9 +354,24 @@ impl Event {
                 Some(station.clone()),
                 serde_json::to_value(self).unwrap_or_default(),
             ),
+            Self::DeviceAction {
+                device, station, ..
+            } => (
+                SystemTime::now(),
+                Some(device.clone()),
+                station.clone(),
+                serde_json::to_value(self).unwrap_or_default(),
+            ),
+            Self::Station(activity) => (
+                SystemTime::now(),
+                activity.device().map(str::to_owned),
+                Some(activity.station().to_owned()),
+                serde_json::to_value(activity).unwrap_or_default(),
+            ),
             Self::DaemonStarted { .. }
             | Self::DaemonStopping { .. }
             | Self::PeerChanged { .. }
+            | Self::BridgeTransaction { .. }
             | Self::AlarmAcknowledged { .. } => (
                 SystemTime::now(),
                 None,
@@ -298,6 +379,8 @@ impl Event {
                 serde_json::to_value(self).unwrap_or_default(),
             ),
         };
+        let mut payload = payload;
+        self.unify(&mut payload);
         JournalEntry {
             at,
             kind: self.kind().to_owned(),
@@ -348,6 +431,58 @@ mod tests {
         assert_eq!(entry.payload["decoded"]["primary_item_id"], "11223344");
         assert_eq!(entry.payload["decision"]["verdict"], "alarm");
         assert_eq!(entry.payload["decision"]["reason"], "secured");
+    }
+
+    #[test]
+    fn a_rows_kind_and_its_payloads_kind_are_one_name() {
+        let report = |event| Event::Device {
+            station: None,
+            report: DeviceReport {
+                device: "pad".into(),
+                at: SystemTime::UNIX_EPOCH,
+                event,
+            },
+            decoded: None,
+            reason: None,
+            decision: None,
+        };
+        let events = [
+            report(DeviceEvent::TagArrived(TagRead::uid_only(Uid::new([0xE0])))),
+            report(DeviceEvent::TagDeparted {
+                uid: Uid::new([0xE0]),
+            }),
+            report(DeviceEvent::Card(rfidgw_driver::CardRead {
+                number: "P1".into(),
+            })),
+            report(DeviceEvent::Stopped {
+                reason: "shutdown".into(),
+            }),
+            report(DeviceEvent::Health {
+                link: LinkState::Connected,
+                counters: rfidgw_driver::LineCounters::default(),
+            }),
+            Event::DaemonStarted {
+                version: "1".into(),
+            },
+            Event::GateSilenced {
+                station: "exit".into(),
+                until_ms: Some(1_796_175_269_788),
+            },
+            Event::AlarmAcknowledged {
+                alarm_id: "A1-1".into(),
+                by: "anna".into(),
+            },
+        ];
+        for event in events {
+            let entry = event.to_journal();
+            assert_eq!(entry.payload["kind"], entry.kind, "{entry:?}");
+        }
+        let silenced = Event::GateSilenced {
+            station: "exit".into(),
+            until_ms: Some(1_796_175_269_788),
+        }
+        .to_journal();
+        assert_eq!(silenced.payload["until"], "2026-12-02T01:34:29.788Z");
     }
 
     #[test]

@@ -46,6 +46,22 @@ pub struct Config {
     /// The gate's loans cache (database security mode).
     #[serde(default)]
     pub loans: crate::station::loans::LoansConfig,
+    /// Settings shared by return and self-check stations: tag-write deadline, owed-write
+    /// grace, offline replay.
+    #[serde(default)]
+    pub circulation: crate::station::transaction::CirculationConfig,
+    /// The public event format's site name, patron-id policy and outbox lag cap.
+    #[serde(default)]
+    pub northbound: crate::northbound::NorthboundConfig,
+    /// MQTT northbound: the broker every public event is published to.
+    #[serde(default)]
+    pub mqtt: crate::northbound::mqtt::MqttConfig,
+    /// Webhooks: URLs public events are POSTed to.
+    #[serde(default)]
+    pub webhooks: Vec<crate::northbound::webhook::WebhookConfig>,
+    /// The SIP2 face: kiosks and sorters log in to rfidgw as to the library system.
+    #[serde(default)]
+    pub sip2_server: Option<crate::sipface::Sip2ServerConfig>,
 }
 
 /// Process-wide settings (`[daemon]`).
@@ -119,7 +135,7 @@ impl Default for StoreConfig {
     }
 }
 
-/// The status API (`[api]`).
+/// The REST API (`[api]`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
@@ -127,6 +143,15 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Serve the API at all.
     pub enabled: bool,
+    /// Bearer tokens (`[[api.tokens]]`): name, role, and the token as `sha256`, `token` or
+    /// `token_file`. Without any, every route but health answers 401.
+    pub tokens: Vec<crate::api::auth::TokenConfig>,
+    /// Each token's request budget (`[api.rate_limit]`), unless the token has its own.
+    pub rate_limit: crate::api::auth::RateLimitConfig,
+    /// The largest request body read; a larger one is a 413.
+    pub max_body_bytes: usize,
+    /// HTTPS instead of HTTP (`[api.tls]`).
+    pub tls: Option<crate::api::tls::ApiTlsConfig>,
 }
 
 impl Default for ApiConfig {
@@ -134,6 +159,37 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             enabled: true,
+            tokens: Vec::new(),
+            rate_limit: crate::api::auth::RateLimitConfig::default(),
+            max_body_bytes: 64 * 1024,
+            tls: None,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The key and problem of an unusable setting.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        crate::api::auth::validate(&self.tokens, &self.rate_limit)?;
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err((
+                "api.max_body_bytes".into(),
+                "must be between 1024 and 16777216".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes the files it names relative to `base` (the config file's folder).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for token in &mut self.tokens {
+            if let Some(file) = token.token_file.as_mut() {
+                *file = base.join(&*file);
+            }
+        }
+        if let Some(tls) = self.tls.as_mut() {
+            tls.cert_file = base.join(&tls.cert_file);
+            tls.key_file = base.join(&tls.key_file);
         }
     }
 }
@@ -151,6 +207,16 @@ pub struct StationConfig {
     /// Gate settings (`[stations.gate]`, only for `kind = "gate"`; defaults without it).
     #[serde(default)]
     pub gate: Option<crate::station::gate::GateConfig>,
+    /// Return settings (`[stations.returns]`, only for `kind = "return"`).
+    #[serde(default)]
+    pub returns: Option<crate::station::returns::ReturnConfig>,
+    /// Self-check settings (`[stations.selfcheck]`, only for `kind = "self-check"`).
+    #[serde(default)]
+    pub selfcheck: Option<crate::station::selfcheck::SelfCheckConfig>,
+    /// What the station does while the library system is offline (`[stations.offline]`;
+    /// return and self-check stations).
+    #[serde(default)]
+    pub offline: crate::station::offline::OfflinePolicy,
 }
 
 /// What a station does.
@@ -177,6 +243,18 @@ pub enum ConfigError {
         file: String,
         /// What the parser said, with the key.
         message: String,
+    },
+    /// An `RFIDGW__…` environment override is what is wrong: named, as the file is fine.
+    #[error("environment variable {variable}: {problem} (it overrides `{key}` of {file})")]
+    Env {
+        /// The config file the variable overrides.
+        file: String,
+        /// The variable (`RFIDGW__API__LISTEN`).
+        variable: String,
+        /// The key it overrides (`api.listen`).
+        key: String,
+        /// What is wrong.
+        problem: String,
     },
     /// The file parsed but its values do not fit together.
     #[error("{file}: {key}: {problem}")]
@@ -206,7 +284,40 @@ impl Config {
             file: name.clone(),
             message: format!("cannot read the file ({e}); give the path of a TOML config"),
         })?;
-        Self::parse(&name, &text, env)
+        let mut config = Self::parse(&name, &text, env)?;
+        // Files a config names are found next to it, wherever the daemon was started.
+        let base = file.parent().unwrap_or_else(|| Path::new(""));
+        if let Some(face) = config.sip2_server.as_mut() {
+            for account in &mut face.accounts {
+                if let Some(file) = account.password_file.as_mut() {
+                    *file = base.join(&*file);
+                }
+            }
+        }
+        for station in &mut config.stations {
+            if let Some(plan) = station.returns.as_mut().and_then(|r| r.sort_plan.as_mut()) {
+                *plan = base.join(&*plan);
+            }
+        }
+        config.api.resolve_paths(base);
+        config.mqtt.resolve_paths(base);
+        for hook in &mut config.webhooks {
+            hook.resolve_paths(base);
+        }
+        config
+            .sort_plans(Path::new(""))
+            .map_err(|(key, problem)| ConfigError::Invalid {
+                file: name.clone(),
+                key,
+                problem,
+            })?;
+        crate::northbound::delivery::check(&config.mqtt, &config.webhooks, &config.northbound)
+            .map_err(|e| ConfigError::Invalid {
+                file: name,
+                key: e.key,
+                problem: e.problem,
+            })?;
+        Ok(config)
     }
 
     /// Parses config `text` (TOML) named `name` in messages, layers `RFIDGW__…` entries of
@@ -216,15 +327,25 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let load_error = |e: &dyn std::fmt::Display| ConfigError::Load {
-            file: name.to_owned(),
-            message: e.to_string(),
-        };
         let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
         let overrides: config::Map<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(&prefix))
             .collect();
+        Self::parse_layered(name, text, overrides.clone())
+            .map_err(|error| blame_override(name, text, &overrides, error))
+    }
+
+    /// [`Config::parse`] with the overrides picked out.
+    fn parse_layered(
+        name: &str,
+        text: &str,
+        overrides: config::Map<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let load_error = |e: &dyn std::fmt::Display| ConfigError::Load {
+            file: name.to_owned(),
+            message: in_words(&e.to_string()),
+        };
         let layered = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
@@ -291,12 +412,42 @@ impl Config {
         }
         for station in &self.stations {
             self.validate_gate(station, &invalid)?;
+            self.validate_circulation(station, &invalid)?;
+        }
+        if let Err((key, problem)) = self.api.validate() {
+            return Err(invalid(key, problem));
+        }
+        if let Err((key, problem)) = self.northbound.validate() {
+            return Err(invalid(key, problem));
+        }
+        if let Err((key, problem)) = self.mqtt.validate(&self.northbound.site) {
+            return Err(invalid(key, problem));
+        }
+        if let Err((key, problem)) = crate::northbound::webhook::validate_webhooks(&self.webhooks) {
+            return Err(invalid(key, problem));
+        }
+        if self.circulation.command_deadline_ms == 0 {
+            return Err(invalid(
+                "circulation.command_deadline_ms".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.circulation.replay_pause_ms < 100 {
+            return Err(invalid(
+                "circulation.replay_pause_ms".into(),
+                "must be at least 100 (ms)".into(),
+            ));
         }
         if let Err(e) = self.tags.validate() {
             // The tag crate's messages already start with the `tags.…` key.
             let text = e.to_string();
             let (key, problem) = text.split_once(": ").unwrap_or(("tags", text.as_str()));
             return Err(invalid(key.to_owned(), problem.to_owned()));
+        }
+        if let Some(face) = &self.sip2_server
+            && let Err((key, problem)) = face.validate(&self.stations)
+        {
+            return Err(invalid(key, problem));
         }
         if let Err((key, problem)) = self.ils.validate() {
             return Err(invalid(key, problem));
@@ -307,8 +458,8 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.daemon.log_level) {
-            return Err(invalid("daemon.log_level".into(), e.to_string()));
+        if let Err(problem) = crate::logging::check_filter(&self.daemon.log_level) {
+            return Err(invalid("daemon.log_level".into(), problem));
         }
         Ok(())
     }
@@ -405,6 +556,110 @@ impl Config {
             })
     }
 
+    /// Return and self-check sections belong to their kinds; a sorter is a device of the
+    /// station and comes with a sort plan; the offline policy is usable.
+    fn validate_circulation(
+        &self,
+        station: &StationConfig,
+        invalid: &dyn Fn(String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let key = |rest: &str| format!("stations.{}.{rest}", station.id);
+        let takes_transactions =
+            matches!(station.kind, StationKind::Return | StationKind::SelfCheck);
+        if station.returns.is_some() && station.kind != StationKind::Return {
+            return Err(invalid(
+                key("returns"),
+                "a [stations.returns] section belongs to a station of kind \"return\"".into(),
+            ));
+        }
+        if station.selfcheck.is_some() && station.kind != StationKind::SelfCheck {
+            return Err(invalid(
+                key("selfcheck"),
+                "a [stations.selfcheck] section belongs to a station of kind \"self-check\"".into(),
+            ));
+        }
+        if !takes_transactions {
+            if station.offline != crate::station::offline::OfflinePolicy::default() {
+                return Err(invalid(
+                    key("offline"),
+                    "an offline policy belongs to a return or self-check station".into(),
+                ));
+            }
+            return Ok(());
+        }
+        if self.tags.security.mode == rfidgw_tag::SecurityMode::EpcBit {
+            return Err(invalid(
+                "tags.security.mode".into(),
+                format!(
+                    "station `{}` writes tag security, which the HF drivers cannot do in \"epc-bit\" mode; use \"afi\", \"eas\" or \"database\"",
+                    station.id
+                ),
+            ));
+        }
+        if station.offline.loan_days == 0 {
+            return Err(invalid(
+                key("offline.loan_days"),
+                "must be at least 1".into(),
+            ));
+        }
+        if station.offline.takes_checkouts() && station.offline.max_items_per_patron == 0 {
+            return Err(invalid(
+                key("offline.max_items_per_patron"),
+                "must be at least 1 when offline loans are taken".into(),
+            ));
+        }
+        if let Some(returns) = &station.returns
+            && let Some(sorter) = &returns.sorter
+        {
+            {
+                if !station.devices.contains(sorter) {
+                    return Err(invalid(
+                        key("returns.sorter"),
+                        format!(
+                            "`{sorter}` is not one of this station's devices ({})",
+                            station.devices.join(", ")
+                        ),
+                    ));
+                }
+                if returns.sort_plan.is_none() {
+                    return Err(invalid(
+                        key("returns.sort_plan"),
+                        "a station with a sorter needs a sort plan (the bins and rules)".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and checks every return station's sort plan (relative paths from `base`, the
+    /// config file's directory); the plans by station id.
+    pub fn sort_plans(
+        &self,
+        base: &Path,
+    ) -> Result<
+        std::collections::HashMap<String, crate::station::sortplan::SortPlan>,
+        (String, String),
+    > {
+        let mut plans = std::collections::HashMap::new();
+        for station in &self.stations {
+            let Some(file) = station.returns.as_ref().and_then(|r| r.sort_plan.as_ref()) else {
+                continue;
+            };
+            let key = format!("stations.{}.returns.sort_plan", station.id);
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| (key.clone(), format!("cannot read {}: {e}", path.display())))?;
+            let plan = crate::station::sortplan::SortPlan::from_toml(&text)
+                .map_err(|e| (key.clone(), format!("{}: {e}", path.display())))?;
+            if let Some(problem) = plan.check().into_iter().next() {
+                return Err((key, format!("{}: {problem}", path.display())));
+            }
+            plans.insert(station.id.clone(), plan);
+        }
+        Ok(plans)
+    }
+
     /// A reader that inventories only secured items (one AFI) never sees foreign items,
     /// items whose AFI the site does not use, or anything in database or EAS mode: refuse
     /// the combination when the gate's policies or security mode need those tags.
@@ -465,6 +720,123 @@ impl Config {
     /// The store file, resolved against the state directory.
     pub fn store_path(&self) -> PathBuf {
         self.state_dir().join(&self.store.file)
+    }
+}
+
+/// The values of the config's word-valued settings, in words, by the Rust type the parser
+/// names (an operator should not meet `DriverKind`).
+const CHOICES: [(&str, &str, &str); 3] = [
+    (
+        "DriverKind",
+        "driver",
+        "sim (simulated reader), feig (FEIG ISO-Host readers), 3m810 (3M 810 staff pads and \
+         the 3M 210 reader), hid (USB keyboard-wedge card readers), modbus (sorter PLCs over \
+         Modbus), mqtt (gate controllers and sorters through an MQTT broker)",
+    ),
+    (
+        "StationKind",
+        "station kind",
+        "gate, return, self-check, staff",
+    ),
+    ("LogFormat", "log format", "auto, human, json, journald"),
+];
+
+/// Rewrites the parser's messages that name Rust types into words, and mends its keys
+/// (`devices[0]driver` → `devices[0].driver`).
+fn in_words(message: &str) -> String {
+    let mut text = message.to_owned();
+    if let Some(rest) = message.strip_prefix("enum ")
+        && let Some((type_name, rest)) = rest.split_once(" does not have variant constructor ")
+    {
+        let (value, key) = rest.split_once(" for key ").unwrap_or((rest, ""));
+        let (what, list) = CHOICES
+            .iter()
+            .find(|(name, _, _)| *name == type_name)
+            .map_or(
+                (
+                    "value",
+                    "see the documented example config, config/rfidgw.toml",
+                ),
+                |(_, what, list)| (*what, *list),
+            );
+        text = format!("unknown {what} \"{value}\"; the {what}s are: {list}");
+        if !key.is_empty() {
+            text = format!("{text} (key {key})");
+        }
+    }
+    // The parser joins an array index and the next key without a dot.
+    let mut mended = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        mended.push(c);
+        if c == ']'
+            && chars
+                .peek()
+                .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_')
+        {
+            mended.push('.');
+        }
+    }
+    mended
+}
+
+/// The config key an `RFIDGW__SECTION__KEY` variable overrides (`section.key`).
+fn override_key(variable: &str) -> String {
+    variable
+        .strip_prefix(&format!("{ENV_PREFIX}{ENV_SEPARATOR}"))
+        .unwrap_or(variable)
+        .split(ENV_SEPARATOR)
+        .map(str::to_ascii_lowercase)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// When an environment override is what makes the config fail, says so with the
+/// variable's name: an operator looks for the mistake where the message points, and the
+/// file is not where it is. An override is to blame when the error names its key, or when
+/// the file alone passes.
+fn blame_override(
+    name: &str,
+    text: &str,
+    overrides: &config::Map<String, String>,
+    error: ConfigError,
+) -> ConfigError {
+    if overrides.is_empty() {
+        return error;
+    }
+    let (key_in_error, problem) = match &error {
+        ConfigError::Invalid { key, problem, .. } => (Some(key.clone()), problem.clone()),
+        ConfigError::Load { message, .. } => (None, message.clone()),
+        ConfigError::Env { .. } => return error,
+    };
+    let mut variables: Vec<&String> = overrides.keys().collect();
+    variables.sort();
+    let named = variables.iter().find(|variable| {
+        let key = override_key(variable);
+        key_in_error.as_deref().is_some_and(|k| {
+            k == key || k.starts_with(&format!("{key}.")) || key.starts_with(&format!("{k}."))
+        }) || problem.contains(&format!("`{key}`"))
+            || problem.contains(&format!("\"{key}\""))
+    });
+    let variable = match named {
+        Some(variable) => (*variable).clone(),
+        None if Config::parse_layered(name, text, config::Map::new()).is_ok() => variables
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => return error,
+    };
+    let key = variable
+        .split(", ")
+        .map(override_key)
+        .collect::<Vec<_>>()
+        .join(", ");
+    ConfigError::Env {
+        file: name.to_owned(),
+        variable,
+        key,
+        problem,
     }
 }
 

@@ -61,8 +61,11 @@ pub struct StationResponse {
 pub trait Stations: Send {
     /// A device report, before it is journaled; returns the decision and the events to
     /// journal after it.
-    fn on_report(&mut self, report: &DeviceReport, decoded: Option<&DecodedTag>)
-    -> StationResponse;
+    fn on_report(
+        &mut self,
+        report: &DeviceReport,
+        decoded: Option<&Arc<DecodedTag>>,
+    ) -> StationResponse;
     /// Time passes (about every [`TICK`]).
     fn tick(&mut self) -> Vec<Event>;
     /// A request from staff.
@@ -74,7 +77,7 @@ pub trait Stations: Send {
 pub struct NoStations;
 
 impl Stations for NoStations {
-    fn on_report(&mut self, _: &DeviceReport, _: Option<&DecodedTag>) -> StationResponse {
+    fn on_report(&mut self, _: &DeviceReport, _: Option<&Arc<DecodedTag>>) -> StationResponse {
         StationResponse::default()
     }
     fn tick(&mut self) -> Vec<Event> {
@@ -85,6 +88,7 @@ impl Stations for NoStations {
             StationControl::Silence { reply, station, .. } => {
                 let _ = reply.send(Err(format!("no gate station `{station}`")));
             }
+            StationControl::Desk { .. } => {}
         }
         Vec::new()
     }
@@ -278,6 +282,11 @@ impl DevicePipeline {
                 if last_link.insert(device.clone(), *link) == Some(*link) {
                     return;
                 }
+                crate::metrics::LinkChanged {
+                    device: &device,
+                    link: *link,
+                }
+                .emit();
             }
             DeviceEvent::TagArrived(read) => {
                 present.insert(read.uid.clone());
@@ -316,8 +325,15 @@ impl DevicePipeline {
             DeviceEvent::TagArrived(read) => Some(Arc::new((self.decoder)(read))),
             _ => None,
         };
+        if let Some(tag) = &decoded {
+            crate::metrics::TagReadSeen {
+                device: &device,
+                decoded: tag,
+            }
+            .emit();
+        }
         // Decide before the disk: the stations act now, the journal follows.
-        let response = self.stations.on_report(&report, decoded.as_deref());
+        let response = self.stations.on_report(&report, decoded.as_ref());
         out.push(Event::Device {
             station,
             report,

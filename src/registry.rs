@@ -44,10 +44,14 @@ pub struct DeviceStatus {
     pub restarts: u32,
     /// The last failure, if any.
     pub last_error: Option<String>,
-    /// When the device last reported anything, in ms since the Unix epoch.
+    /// When the device last reported anything, in ms since the Unix epoch (RFC 3339
+    /// `last_event` in JSON).
+    #[serde(rename = "last_event", serialize_with = "crate::rfc3339::opt_ms_u64")]
     pub last_event_ms: Option<u64>,
     /// When the reader last sent a good frame, in ms since the Unix epoch (kept across
-    /// restarts of the device task, so a dead reader shows when it was last heard).
+    /// restarts of the device task, so a dead reader shows when it was last heard; RFC 3339
+    /// `last_frame` in JSON).
+    #[serde(rename = "last_frame", serialize_with = "crate::rfc3339::opt_ms_u64")]
     pub last_frame_ms: Option<u64>,
     /// Line counters the driver reported last.
     pub counters: LineCounters,
@@ -231,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_frame_time_shows_in_ms_and_survives_a_restarted_driver() {
+    fn the_last_frame_time_is_kept_in_ms_shows_as_rfc3339_and_survives_a_restarted_driver() {
         let r = registry();
         let last = |r: &Registry| r.snapshot()[0].last_frame_ms;
         assert_eq!(last(&r), None, "no frame before the driver reports one");
@@ -250,6 +254,9 @@ mod tests {
         assert_eq!(last(&r), Some(1_764_410_000_123));
         assert_eq!(r.snapshot()[0].counters.frames_ok, 0);
         let json = serde_json::to_value(&r.snapshot()[0]).unwrap();
-        assert_eq!(json["last_frame_ms"], 1_764_410_000_123_u64);
+        assert_eq!(
+            json["last_frame"], "2025-11-29T09:53:20.123Z",
+            "RFC 3339 in JSON"
+        );
     }
 }

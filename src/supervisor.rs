@@ -96,7 +96,11 @@ pub async fn run_device(
                 restarts,
             })
             .await;
-        tracing::info!(device = %id, restarts, "device task started");
+        crate::metrics::DeviceStarted {
+            device: &id,
+            restarts,
+        }
+        .emit();
         let started = Instant::now();
         let outcome = run_once(device, &id, &mailbox, &ctx, &cancel).await;
         let reason = match &outcome {
@@ -194,7 +198,12 @@ async fn pause_after_failure(
     cancel: &CancellationToken,
 ) -> bool {
     let pause = jittered(backoff(failures, ctx.backoff_max));
-    tracing::warn!(device = %id, %error, restart_in_ms = pause.as_millis(), "device task failed");
+    crate::metrics::DeviceFailed {
+        device: id,
+        error,
+        restart_in: pause,
+    }
+    .emit();
     ctx.registry.update(id, |s| {
         s.state = DeviceState::Restarting;
         s.last_error = Some(error.to_owned());

@@ -3,7 +3,8 @@
 
 use std::process::{Command, Output};
 
-use rfidgw_sip2::acs_sim::AcsSimulator;
+use rfidgw_sip2::acs_sim::{AcsSimulator, Fault};
+use rfidgw_sip2::frame::Command as Sip2Command;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -62,8 +63,14 @@ fn decode_shows_fixed_fields_by_name_and_repeated_fields_as_arrays() {
     let value = json(&rfidgw(&["sip2", "decode", row[3]]));
     assert_eq!(value["fixed"]["end_session"], "Y");
     assert_eq!(value["fixed"]["transaction_date"], "19980723    110658");
-    assert_eq!(value["fields"]["AA"], "PatronID");
-    assert_eq!(value["fields"]["AF"].as_array().unwrap().len(), 3);
+    assert_eq!(value["fields"]["AA patron_identifier"], "PatronID");
+    assert_eq!(
+        value["fields"]["AF screen_message"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     assert_eq!(value["sequence"], 5);
 }
 
@@ -84,8 +91,8 @@ fn decode_hides_the_login_password() {
     let row = rows(GOOD).into_iter().find(|r| r[0] == "good-01").unwrap();
     let output = rfidgw(&["sip2", "decode", row[3]]);
     let value = json(&output);
-    assert_eq!(value["fields"]["CN"], "LoginUserID");
-    assert_eq!(value["fields"]["CO"], "***");
+    assert_eq!(value["fields"]["CN login_user_id"], "LoginUserID");
+    assert_eq!(value["fields"]["CO login_password"], "***");
     assert!(!String::from_utf8_lossy(&output.stdout).contains("LoginPassword"));
 }
 
@@ -139,7 +146,9 @@ async fn exchanges_against_the_simulator_print_the_response_as_json() {
     let (addr, token) = simulator().await;
     let status = json(&run_async(exchange_args(&addr, "demo", &["status"])).await);
     assert_eq!(status["command"], "98");
-    assert_eq!(status["fields"]["AO"], "DEMO");
+    assert_eq!(status["fields"]["AO institution_id"], "DEMO");
+    // The 98 as read: the login took sequence number 0, the 99 → 98 number 1.
+    assert_eq!(status["sequence"], 1, "{status}");
 
     let checkout = json(
         &run_async(exchange_args(
@@ -171,7 +180,7 @@ async fn exchanges_against_the_simulator_print_the_response_as_json() {
         ))
         .await,
     );
-    assert_eq!(checkin["fields"]["CL"], "A");
+    assert_eq!(checkin["fields"]["CL sort_bin"], "A");
 
     let refused = json(
         &run_async(exchange_args(
@@ -210,6 +219,50 @@ async fn raw_frames_go_to_stderr_with_the_password_hidden() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_shows_the_wire_with_checksums_and_a_rejected_answer_before_the_97() {
+    let token = CancellationToken::new();
+    let simulator = AcsSimulator::demo();
+    simulator
+        .control()
+        .inject(Some(Sip2Command::ItemInformation), Fault::BadChecksum);
+    let (addr, serve) = simulator.bind("127.0.0.1:0", token.clone()).await.unwrap();
+    tokio::spawn(serve);
+    let output = run_async(exchange_args(
+        &addr.to_string(),
+        "demo",
+        &["--raw", "item", "I0001"],
+    ))
+    .await;
+    let item = json(&output);
+    assert_eq!(item["fields"]["AB item_identifier"], "I0001");
+    assert_eq!(item["sequence"], 2, "login 0, status 1, item 2: {item}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{stderr}"))
+    };
+    // Every frame's trailer with its checksum; the login with the password hidden.
+    assert!(
+        lines[at(">> 9300CNdemo|CO***|") + 1].contains("AY 0 · AZ "),
+        "{stderr}"
+    );
+    assert!(lines[at("<< 941") + 1].ends_with(" ok"), "{stderr}");
+    // The corrupted 18 is shown with both checksums, then the 97, then the good 18.
+    let bad = at("wrong (computed");
+    assert!(lines[bad - 1].starts_with("<< 18"), "{stderr}");
+    assert!(lines[bad].contains("not accepted"), "{stderr}");
+    let resend = at(">> 97AZ");
+    assert!(resend > bad, "{stderr}");
+    assert!(lines[resend + 2].starts_with("<< 18"), "{stderr}");
+    assert!(lines[resend + 3].ends_with(" ok"), "{stderr}");
+    assert!(!stderr.contains("COdemo"), "{stderr}");
+    token.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_exchange_exits_non_zero_with_the_reason_and_no_password() {
     let (addr, token) = simulator().await;
     let output = run_async(exchange_args(&addr, "Wrong-Pass-42", &["status"])).await;
@@ -234,6 +287,6 @@ fn decode_reads_the_frame_in_the_given_character_set() {
         "--encoding",
         "cp850",
     ]));
-    assert_eq!(value["fields"]["AF"], "Caf\u{e9}");
+    assert_eq!(value["fields"]["AF screen_message"], "Caf\u{e9}");
     assert_eq!(value["checksum_valid"], Value::Null);
 }

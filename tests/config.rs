@@ -327,3 +327,195 @@ fn gate_mistakes_name_the_key_and_say_what_would_work() {
     let (_dir, path) = write(GATE);
     Config::load_with_env(&path, env(&[])).unwrap();
 }
+
+/// A return station with a sorter and its plan (written next to the config), for the
+/// return and self-check checks below.
+const RETURNS: &str = r#"
+[daemon]
+data_dir = "/tmp/rfidgw-test"
+
+[[devices]]
+id = "reader"
+driver = "feig"
+[devices.settings.transport]
+kind = "simulator"
+
+[[devices]]
+id = "sorter"
+driver = "modbus"
+[devices.settings.transport]
+kind = "simulator"
+[devices.settings.map]
+bins = 2
+divert = { kind = "register", register = 100 }
+
+[[devices]]
+id = "pad"
+driver = "feig"
+[devices.settings.transport]
+kind = "simulator"
+
+[[stations]]
+id = "drop"
+kind = "return"
+devices = ["reader", "sorter"]
+[stations.returns]
+sorter = "sorter"
+sort_plan = "plan.toml"
+[stations.offline]
+mode = "checkin"
+
+[[stations]]
+id = "kiosk"
+kind = "self-check"
+devices = ["pad"]
+"#;
+
+const PLAN: &str = "version = 1\nexception_bin = 2\n[bins]\n1 = \"Shelving\"\n2 = \"Exceptions\"\n[[rules]]\nname = \"all\"\nok = true\nbin = 1\n";
+
+fn returns_error(text: &str, plan: &str) -> String {
+    let (dir, path) = write(text);
+    std::fs::write(dir.path().join("plan.toml"), plan).unwrap();
+    match Config::load_with_env(&path, env(&[])) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn return_and_self_check_mistakes_name_the_key() {
+    // The plan is found next to the config, wherever the daemon was started from.
+    assert_eq!(returns_error(RETURNS, PLAN), "");
+    // (config, plan, the key named, words of the explanation)
+    let cases: Vec<(String, &str, &str, &str)> = vec![
+        (
+            RETURNS.replace("sorter = \"sorter\"", "sorter = \"pad\""),
+            PLAN,
+            "stations.drop.returns.sorter",
+            "not one of this station's devices",
+        ),
+        (
+            RETURNS.replace("sort_plan = \"plan.toml\"\n", ""),
+            PLAN,
+            "stations.drop.returns.sort_plan",
+            "needs a sort plan",
+        ),
+        (
+            RETURNS.replace("plan.toml", "missing.toml"),
+            PLAN,
+            "stations.drop.returns.sort_plan",
+            "cannot read",
+        ),
+        (
+            RETURNS.to_owned(),
+            "version = 1\n[bins]\n1 = \"A\"\n",
+            "stations.drop.returns.sort_plan",
+            "exception_bin",
+        ),
+        (
+            RETURNS.replace("kind = \"return\"", "kind = \"staff\""),
+            PLAN,
+            "stations.drop.returns",
+            "kind \"return\"",
+        ),
+        (
+            RETURNS.replace("mode = \"checkin\"", "mode = \"always\""),
+            PLAN,
+            "mode",
+            "always",
+        ),
+        (
+            format!(
+                "{RETURNS}[stations.offline]\nmode = \"checkin-checkout\"\nmax_items_per_patron = 0\n"
+            ),
+            PLAN,
+            "stations.kiosk.offline.max_items_per_patron",
+            "at least 1",
+        ),
+        (
+            format!("{RETURNS}[stations.selfcheck]\nidle_ms = 5\n"),
+            PLAN,
+            "idle_ms",
+            "unknown field",
+        ),
+        (
+            format!("{RETURNS}[tags.security]\nmode = \"epc-bit\"\n"),
+            PLAN,
+            "tags.security.mode",
+            "writes tag security",
+        ),
+        (
+            format!("{RETURNS}[circulation]\ncommand_deadline_ms = 0\n"),
+            PLAN,
+            "circulation.command_deadline_ms",
+            "at least 1",
+        ),
+    ];
+    for (text, plan, key, words) in cases {
+        let message = returns_error(&text, plan);
+        assert!(
+            message.contains("rfidgw.toml") && message.contains(key) && message.contains(words),
+            "{key}: {message}"
+        );
+    }
+}
+
+// Issue 13: the mistakes check-config must catch before a start, in words.
+
+#[test]
+fn a_log_level_typo_is_refused_with_the_level_it_resembles() {
+    let message = load_error(&MINIMAL.replace(
+        "data_dir = \"/tmp/rfidgw-test\"",
+        "data_dir = \"/tmp\"\nlog_level = \"inof\"",
+    ));
+    assert!(
+        message.contains("daemon.log_level") && message.contains("did you mean \"info\""),
+        "{message}"
+    );
+    let message = load_error(&MINIMAL.replace(
+        "data_dir = \"/tmp/rfidgw-test\"",
+        "data_dir = \"/tmp\"\nlog_level = \"rfidgw=loud,info\"",
+    ));
+    assert!(message.contains("\"loud\" is not a level"), "{message}");
+}
+
+#[test]
+fn an_unknown_driver_lists_the_drivers_in_words() {
+    let message = load_error(&MINIMAL.replace("driver = \"sim\"", "driver = \"fieg\""));
+    assert!(message.contains("unknown driver \"fieg\""), "{message}");
+    for driver in ["sim", "feig", "3m810", "hid", "modbus", "mqtt"] {
+        assert!(message.contains(driver), "{driver} missing: {message}");
+    }
+    assert!(message.contains("devices[0].driver"), "{message}");
+    assert!(
+        !message.contains("DriverKind") && !message.contains("enum"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_wrong_environment_override_names_the_variable_not_the_file() {
+    let (_dir, path) = write(MINIMAL);
+    for (variable, value) in [
+        ("RFIDGW__DAEMON__SHUTDOWN_TIMEOUT_MS", "soon"),
+        ("RFIDGW__API__LISTEN", "everywhere"),
+        ("RFIDGW__API__LISTN", "127.0.0.1:1"),
+        ("RFIDGW__STORE__BATCH_MAX", "0"),
+    ] {
+        let error = Config::load_with_env(&path, env(&[(variable, value)])).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::Env { .. }),
+            "{variable}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("environment variable {variable}:")),
+            "{message}"
+        );
+    }
+    // A mistake in the file stays the file's, overrides or not.
+    let (_dir, path) = write(&MINIMAL.replace("driver = \"sim\"", "driver = \"fieg\""));
+    let error =
+        Config::load_with_env(&path, env(&[("RFIDGW__API__LISTEN", "127.0.0.1:0")])).unwrap_err();
+    assert!(matches!(error, ConfigError::Load { .. }), "{error:?}");
+}

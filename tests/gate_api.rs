@@ -17,6 +17,14 @@ fn config(dir: &std::path::Path) -> Config {
         data_dir = "{}"
         [api]
         listen = "127.0.0.1:0"
+        [[api.tokens]]
+        name = "desk"
+        role = "operate"
+        token = "desk-token"
+        [[api.tokens]]
+        name = "screen"
+        role = "read"
+        sha256 = "{screen}"
         [tags.owners]
         libraries = [{{ country = "DE", library = "705" }}]
 
@@ -40,16 +48,24 @@ fn config(dir: &std::path::Path) -> Config {
         leave_window_ms = 50
         enter_window_ms = 0
         "#,
-        dir.display()
+        dir.display(),
+        screen = hex_sha256("screen-token"),
     );
     Config::parse("gate-api.toml", &text, std::iter::empty()).unwrap()
 }
 
-/// Runs the real binary (blocking, so off the runtime) and returns exit success and stdout.
+/// The SHA-256 of a token in hex, as `rfidgw token hash` prints it.
+fn hex_sha256(token: &str) -> String {
+    hex::encode(rfidgw::api::auth::token_digest(token))
+}
+
+/// Runs the real binary (blocking, so off the runtime) and returns exit success and stdout;
+/// the desk's token comes from RFIDGW_TOKEN unless the arguments give one.
 async fn rfidgw(args: Vec<String>) -> (bool, String) {
     tokio::task::spawn_blocking(move || {
         let out = Command::new(env!("CARGO_BIN_EXE_rfidgw"))
             .args(&args)
+            .env("RFIDGW_TOKEN", "desk-token")
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -64,6 +80,7 @@ async fn alarms(api: &str) -> Vec<serde_json::Value> {
     let (ok, out) = rfidgw(vec![
         "alarms".into(),
         "list".into(),
+        "--json".into(),
         "--api".into(),
         api.into(),
     ])
@@ -73,6 +90,7 @@ async fn alarms(api: &str) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
 async fn staff_list_acknowledge_and_silence_gate_alarms_through_the_api_and_cli() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(config(dir.path())).await.unwrap();
@@ -114,6 +132,32 @@ async fn staff_list_acknowledge_and_silence_gate_alarms_through_the_api_and_cli(
         ),
         (Some(true), Some("JS"))
     );
+
+    // A read token lists but may not acknowledge; the CLI says so.
+    let (ok, out) = rfidgw(vec![
+        "alarms".into(),
+        "ack".into(),
+        id.clone(),
+        "--token".into(),
+        "screen-token".into(),
+        "--api".into(),
+        api.clone(),
+    ])
+    .await;
+    assert!(
+        !ok && out.contains("needs `operate`") && out.contains("403"),
+        "{out}"
+    );
+    let (ok, out) = rfidgw(vec![
+        "alarms".into(),
+        "list".into(),
+        "--token".into(),
+        "screen-token".into(),
+        "--api".into(),
+        api.clone(),
+    ])
+    .await;
+    assert!(ok && out.contains(&id), "{out}");
 
     let unknown = vec![
         "alarms".into(),

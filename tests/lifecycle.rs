@@ -31,6 +31,11 @@ shutdown_timeout_ms = 5000
 
 [api]
 listen = "127.0.0.1:0"
+[[api.tokens]]
+name = "test"
+role = "read"
+# printf %s lifecycle-token | rfidgw token hash
+sha256 = "be405a9b008517a377b0dea391bad835bef82653f4df918044626859ae211ea9"
 
 [[devices]]
 id = "gate-reader"
@@ -63,9 +68,14 @@ fn spawn_daemon(config: &Path, notify_socket: Option<&Path>) -> Child {
 /// The daemon binary, started through `RFIDGW_TEST_RUNNER` when that is set: a command
 /// prefix such as `qemu-aarch64 -L /usr/aarch64-linux-gnu` when the tests themselves run
 /// under emulation (`.ci/arm`), where the kernel cannot exec a foreign binary directly.
-/// Signals sent to the runner reach the emulated daemon.
+/// Signals sent to the runner reach the emulated daemon. `RFIDGW_TEST_BINARY` replaces
+/// the binary Cargo built for this test: `.ci/arm` points it at the armv7 release build
+/// (the one the armhf package ships) and `RFIDGW_TEST_RUNNER` at `qemu-arm`.
 fn daemon_command() -> Command {
-    let binary = env!("CARGO_BIN_EXE_rfidgw");
+    let binary = std::env::var_os("RFIDGW_TEST_BINARY").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_rfidgw")),
+        PathBuf::from,
+    );
     let runner = std::env::var("RFIDGW_TEST_RUNNER").unwrap_or_default();
     let mut words = runner.split_whitespace();
     match words.next() {
@@ -87,7 +97,7 @@ fn spawn_daemon_with(config: &Path, notify_socket: Option<&Path>, env: &[(&str, 
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(daemon_log(config));
     if let Some(socket) = notify_socket {
         command.env("NOTIFY_SOCKET", socket);
     }
@@ -112,6 +122,15 @@ fn wait_for_notification(socket: &UnixDatagram, wanted: &str, seen: &mut Vec<Str
     panic!("no {wanted} within {HANG_GUARD:?}; saw {seen:?}");
 }
 
+/// The daemon's log, appended beside its config so a failing test can show it.
+fn daemon_log(config: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("daemon.log"))
+        .unwrap()
+}
+
 fn wait_for_exit(child: &mut Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + HANG_GUARD;
     while Instant::now() < deadline {
@@ -124,7 +143,7 @@ fn wait_for_exit(child: &mut Child) -> std::process::ExitStatus {
     panic!("daemon did not exit within {HANG_GUARD:?}");
 }
 
-async fn wait_for_rows(store: &Store, at_least: i64) -> i64 {
+async fn wait_for_rows(store: &Store, at_least: i64, config: &Path) -> i64 {
     let deadline = Instant::now() + HANG_GUARD;
     while Instant::now() < deadline {
         let last = store.journal_last_id().await.unwrap().unwrap_or(0);
@@ -133,7 +152,13 @@ async fn wait_for_rows(store: &Store, at_least: i64) -> i64 {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("journal did not reach {at_least} rows within {HANG_GUARD:?}");
+    let log = std::fs::read_to_string(config.with_file_name("daemon.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(40)..];
+    panic!(
+        "journal did not reach {at_least} rows within {HANG_GUARD:?}; the daemon's log ends:\n{}",
+        tail.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -158,7 +183,7 @@ async fn ready_is_notified_and_sigterm_exits_zero_with_the_journal_flushed() {
 
     let db = dir.path().join("state/rfidgw.db");
     let store = Store::open(&db).await.unwrap();
-    wait_for_rows(&store, 6).await;
+    wait_for_rows(&store, 6, &config).await;
     store.close().await;
 
     kill(
@@ -208,7 +233,7 @@ async fn sigkill_while_writing_loses_no_committed_event() {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let seen = wait_for_rows(&observer, committed_before_kill + 200).await;
+        let seen = wait_for_rows(&observer, committed_before_kill + 200, &config).await;
         observer.close().await;
         kill(
             Pid::from_raw(child.id().try_into().unwrap()),
@@ -271,15 +296,24 @@ async fn the_api_serves_status_while_running_and_a_taken_port_is_a_clear_error()
     let daemon = Daemon::start(config.clone()).await.unwrap();
     let addr = daemon.api_addr().unwrap();
 
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let get = async |path: &str, token: &str| {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    };
+    let response = get("/api/v1/status", "lifecycle-token").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"gate-reader\""), "{response}");
+    let response = get("/api/v1/status", "guess").await;
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    assert!(response.contains("\"unauthorized\""), "{response}");
+    let response = get("/healthz", "").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 
     let mut taken = config;
     taken.api.listen = addr;

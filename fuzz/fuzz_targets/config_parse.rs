@@ -8,7 +8,13 @@ fuzz_target!(|data: (&str, &str)| {
     let (text, override_value) = data;
     let env = [("RFIDGW__API__LISTEN".to_owned(), override_value.to_owned())];
     if let Err(error) = rfidgw::config::Config::parse("fuzz.toml", text, env) {
-        // Every error names the file it is about.
-        assert!(error.to_string().starts_with("fuzz.toml"));
+        // Every error names what it is about: the file, or the environment variable
+        // whose value is wrong.
+        let text = error.to_string();
+        assert!(
+            text.starts_with("fuzz.toml")
+                || text.starts_with("environment variable RFIDGW__API__LISTEN"),
+            "{text}"
+        );
     }
 });

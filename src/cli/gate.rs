@@ -9,41 +9,40 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::circulation::{DaemonArgs, answered, local_offset, query_escape, table, text};
+use super::opts::ConfigArg;
 use crate::config::Config;
 use crate::station::loans::parse_import;
 use crate::store::Store;
 
-/// Where the daemon's API listens, for the commands that talk to it.
-#[derive(Debug, clap::Args)]
-pub struct ApiArgs {
-    /// The daemon's API address.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub api: SocketAddr,
-}
-
 /// `rfidgw alarms …`
 #[derive(Debug, clap::Subcommand)]
 pub enum AlarmsCommand {
-    /// List the newest gate alarms (JSON), with title and acknowledgement.
+    /// List the newest gate alarms, with title and acknowledgement (a table; the API's
+    /// JSON with `--json`).
+    #[command(
+        after_help = "Examples:\n  rfidgw alarms list\n  rfidgw alarms list --limit 5 --json -c /etc/rfidgw/rfidgw.toml"
+    )]
     List {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
         #[command(flatten)]
-        api: ApiArgs,
+        daemon: DaemonArgs,
     },
-    /// Acknowledge an alarm (e.g. `rfidgw alarms ack A1764410000123-7 --by JS`).
+    /// Acknowledge an alarm; answered once the acknowledgement is in the journal.
+    #[command(after_help = "Example:\n  rfidgw alarms ack A1764410000123-7 --by JS")]
     Ack {
         /// The alarm id, as listed.
         id: String,
-        /// Who acknowledges (initials; optional).
+        /// Who acknowledges (initials; the token's name when not given).
         #[arg(long)]
         by: Option<String>,
         #[command(flatten)]
-        api: ApiArgs,
+        daemon: DaemonArgs,
     },
 }
 
@@ -52,6 +51,9 @@ pub enum AlarmsCommand {
 pub enum GateCommand {
     /// Mute a gate's alarm outputs for its configured `alarm.silence_ms` (alarms are still
     /// recorded); `--off` ends the silence early.
+    #[command(
+        after_help = "Examples:\n  rfidgw gate silence main-exit\n  rfidgw gate silence main-exit --off"
+    )]
     Silence {
         /// The gate station's id.
         station: String,
@@ -59,7 +61,7 @@ pub enum GateCommand {
         #[arg(long)]
         off: bool,
         #[command(flatten)]
-        api: ApiArgs,
+        daemon: DaemonArgs,
     },
 }
 
@@ -72,49 +74,94 @@ pub enum LoansCommand {
         /// The file to import.
         file: PathBuf,
         /// The daemon's config (for the store's location).
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
 /// Runs `rfidgw alarms …`.
 pub fn alarms(command: AlarmsCommand) -> anyhow::Result<ExitCode> {
-    let (addr, method, path, body) = match command {
-        AlarmsCommand::List { limit, api } => (
-            api.api,
-            "GET",
-            format!("/api/v1/alarms?limit={limit}"),
-            None,
-        ),
-        AlarmsCommand::Ack { id, by, api } => {
-            let body = serde_json::json!({ "by": by.unwrap_or_else(|| "cli".into()) });
-            (
-                api.api,
-                "POST",
-                format!("/api/v1/alarms/{id}/ack"),
-                Some(body.to_string()),
-            )
+    match command {
+        AlarmsCommand::List { limit, daemon } => {
+            let offset = local_offset();
+            let answer = daemon.call("GET", &format!("/api/v1/alarms?limit={limit}"), None)?;
+            let rows = answered(&answer)?;
+            if daemon.json {
+                println!("{}", answer.body.trim_end());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows = rows.as_array().cloned().unwrap_or_default();
+            if rows.is_empty() {
+                println!("no gate alarms");
+                return Ok(ExitCode::SUCCESS);
+            }
+            print!("{}", alarm_table(&rows, offset));
+            Ok(ExitCode::SUCCESS)
         }
-    };
-    print_answer(&call_api(addr, method, &path, body.as_deref())?)
+        AlarmsCommand::Ack { id, by, daemon } => {
+            let body = by.map(|by| serde_json::json!({ "by": by }).to_string());
+            let path = format!("/api/v1/alarms/{}/ack", query_escape(&id));
+            let answer = daemon.call("POST", &path, body.as_deref())?;
+            let done = answered(&answer)?;
+            if daemon.json {
+                println!("{}", answer.body.trim_end());
+            } else {
+                println!(
+                    "alarm {} acknowledged by {}",
+                    text(&done["alarm_id"]),
+                    text(&done["acknowledged_by"])
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Alarms (as the API lists them) as a table, oldest last as listed.
+pub(super) fn alarm_table(rows: &[serde_json::Value], offset: time::UtcOffset) -> String {
+    let lines: Vec<Vec<String>> = rows
+        .iter()
+        .map(|a| {
+            vec![
+                text(&a["alarm_id"]),
+                super::journal::json_time(&a["time"])
+                    .map_or_else(|| "-".into(), |ms| super::journal::local_time(ms, offset)),
+                text(&a["station"]),
+                text(&a["item"]),
+                text(&a["reason"]),
+                match a["acknowledged_by"].as_str() {
+                    Some(by) => format!("yes ({by})"),
+                    None => "no".into(),
+                },
+                text(&a["title"]),
+            ]
+        })
+        .collect();
+    table(
+        &["ALARM", "TIME", "STATION", "ITEM", "REASON", "ACK", "TITLE"],
+        &lines,
+    )
 }
 
 /// Runs `rfidgw gate …`.
 pub fn gate(command: GateCommand) -> anyhow::Result<ExitCode> {
-    let GateCommand::Silence { station, off, api } = command;
+    let GateCommand::Silence {
+        station,
+        off,
+        daemon,
+    } = command;
     let method = if off { "DELETE" } else { "POST" };
-    print_answer(&call_api(
-        api.api,
-        method,
-        &format!("/api/v1/stations/{station}/silence"),
-        None,
-    )?)
+    let path = format!("/api/v1/stations/{}/silence", query_escape(&station));
+    let answer = daemon.call(method, &path, None)?;
+    answered(&answer)?;
+    println!("{}", answer.body.trim_end());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `rfidgw loans …`.
 pub fn loans(command: LoansCommand) -> anyhow::Result<ExitCode> {
     let LoansCommand::Import { file, config } = command;
-    let config = Config::load(&config)?;
+    let config = Config::load(&config.path())?;
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read {}", file.display()))?;
     let rows = parse_import(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -139,28 +186,26 @@ pub fn loans(command: LoansCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// An HTTP answer: status code and body.
-struct Answer {
-    status: u16,
-    body: String,
+pub(super) struct Answer {
+    /// The status code.
+    pub(super) status: u16,
+    /// The body.
+    pub(super) body: String,
 }
 
-fn print_answer(answer: &Answer) -> anyhow::Result<ExitCode> {
-    println!("{}", answer.body.trim_end());
-    if (200..300).contains(&answer.status) {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        bail!("the daemon answered {}", answer.status)
-    }
-}
-
-/// One HTTP/1.1 request to the local API (a tiny client: the daemon's API is plain HTTP on
-/// 127.0.0.1 and these commands need no more).
-fn call_api(
+/// One HTTP/1.1 request to the local API with a bearer token (a tiny client: the daemon's
+/// API is plain HTTP on 127.0.0.1 and these commands need no more; behind `[api.tls]`, use
+/// curl).
+pub(super) fn call_api(
     addr: SocketAddr,
+    token: Option<&str>,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<Answer> {
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {}\r\n", t.trim()))
+        .unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -175,7 +220,7 @@ fn call_api(
             })?;
         let body = body.unwrap_or("");
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{authorization}\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );

@@ -11,15 +11,16 @@
 //! exchange (connect, login, timeout, unreadable answer) exits non-zero with the reason.
 //! Passwords (CO, AC, AD) print as `***`, also with `--raw`.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rfidgw_sip2::client::{Connector, Direction, HoldMode, Requests, Sip2Error, Tap};
+use rfidgw_sip2::client::{Connector, Direction, HoldMode, Requests, Sip2Error, Tap, WireFrame};
 use rfidgw_sip2::codec::{ChecksumPolicy, Sip2Codec, Terminator};
 use rfidgw_sip2::dialect::{Profile, Sip2PeerConfig};
-use rfidgw_sip2::frame::{ChecksumStatus, Message, WireFormat};
+use rfidgw_sip2::frame::{ChecksumStatus, FieldId, Message, WireFormat};
 use rfidgw_sip2::{Encoding, Secret, TlsConfig};
 use serde_json::{Map, Value, json};
 use tokio_util::bytes::BytesMut;
@@ -238,8 +239,18 @@ fn key(name: &str) -> String {
     out.trim_matches('_').to_owned()
 }
 
-/// A message as JSON: command, name, fixed fields by name, variable fields by id (repeated
-/// ones as arrays, in wire order), sequence number.
+/// A variable field's JSON key: its code with its name in words (`AO institution_id`), so
+/// that both the code an ILS's documentation uses and its meaning show; the code alone for
+/// a field SIP2 2.00 and the known extensions do not define.
+fn field_key(id: FieldId) -> String {
+    match id.key() {
+        Some(name) => format!("{id} {name}"),
+        None => id.to_string(),
+    }
+}
+
+/// A message as JSON: command, name, fixed fields by name, variable fields by code and
+/// name (repeated ones as arrays, in wire order), sequence number (AY).
 fn message_json(message: &Message, show_secrets: bool) -> Value {
     let mut fixed = Map::new();
     for (name, raw) in message.fixed_fields() {
@@ -252,7 +263,7 @@ fn message_json(message: &Message, show_secrets: bool) -> Value {
         } else {
             field.display_value().to_owned()
         };
-        let id = field.id.to_string();
+        let id = field_key(field.id);
         let repeated = message.fields.iter().filter(|f| f.id == field.id).count() > 1;
         match fields.get_mut(&id) {
             Some(Value::Array(values)) => values.push(Value::String(value)),
@@ -275,6 +286,126 @@ fn message_json(message: &Message, show_secrets: bool) -> Value {
         "fields": fields,
         "sequence": sequence,
     })
+}
+
+/// One frame for `--raw`, as lines for people: the bytes (printable ASCII as is, others as
+/// `\xNN`; passwords as `***`), the text they carry in the peer's character set when that
+/// differs (a transliterated or non-ASCII name), the message as built when the wire says
+/// something else, and the trailer: sequence number, printed and computed checksum, and
+/// why a received frame was not accepted.
+fn show_wire(frame: &WireFrame<'_>, format: WireFormat) -> String {
+    let arrow = match frame.direction {
+        Direction::Sent => ">>",
+        Direction::Received => "<<",
+    };
+    let bytes = frame.bytes;
+    let read = Message::decode(bytes, &format).ok();
+    // Where the variable fields start: after the command code and the fixed part.
+    let fixed_end = read.as_ref().map_or(0, |d| 2 + d.message.fixed.len());
+    let delimiter = u8::try_from(format.delimiter).unwrap_or(b'|');
+    let mut lines = vec![format!(
+        "{arrow} {}",
+        redact(bytes, fixed_end, delimiter, escape)
+    )];
+    if let Some(decoded) = &read {
+        let text = redact(bytes, fixed_end, delimiter, |segment| {
+            format
+                .encoding
+                .decode(segment)
+                .unwrap_or_else(|_| String::from_utf8_lossy(segment).into_owned())
+        });
+        if !bytes.is_ascii() {
+            lines.push(format!("   text ({}): {text}", format.encoding));
+        }
+        if let Some(built) = frame.message {
+            let wire = decoded.message.to_string();
+            let built = built.to_string();
+            if frame.direction == Direction::Sent && wire != built {
+                lines.push(format!("   as built (before the character set): {built}"));
+            }
+        }
+    }
+    lines.push(format!(
+        "   {}",
+        trailer(bytes, read.as_ref(), frame.rejected)
+    ));
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// The trailer of a frame in words: `AY 1 · AZ F00A ok`.
+fn trailer(
+    bytes: &[u8],
+    read: Option<&rfidgw_sip2::frame::Decoded>,
+    rejected: Option<&rfidgw_sip2::FrameError>,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(rfidgw_sip2::Trailer::Sequence(seq)) = read.map(|d| d.message.trailer) {
+        parts.push(format!("AY {seq}"));
+    }
+    let checksum_len = rfidgw_sip2::checksum::CHECKSUM_LEN;
+    let az = bytes.len().checked_sub(checksum_len + 2);
+    let printed = az
+        .filter(|&at| bytes.get(at..at + 2) == Some(b"AZ".as_slice()))
+        .and_then(|at| {
+            let printed = rfidgw_sip2::checksum::parse(bytes.get(at + 2..)?)?;
+            let computed = rfidgw_sip2::checksum::compute(bytes.get(..at + 2)?);
+            Some((printed, computed))
+        });
+    match printed {
+        Some((printed, computed)) if printed == computed => {
+            parts.push(format!("AZ {printed:04X} ok"));
+        }
+        Some((printed, computed)) => {
+            parts.push(format!("AZ {printed:04X} wrong (computed {computed:04X})"));
+        }
+        None => parts.push("no checksum".to_owned()),
+    }
+    let mut line = parts.join(" · ");
+    if let Some(problem) = rejected {
+        // The 97 that asks for it again shows as the next frame sent.
+        let _ = write!(line, " — not accepted: {problem}");
+    }
+    line
+}
+
+/// Bytes as text: printable ASCII as is, anything else as `\xNN`.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if (0x20..0x7F).contains(&b) && b != b'\\' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "\\x{b:02X}");
+        }
+    }
+    out
+}
+
+/// A frame shown segment by segment (`show`), the value of every password field (CO, AC,
+/// AD) replaced by `***`: the fixed part up to `fixed_end`, then each variable field up to
+/// its delimiter.
+fn redact(bytes: &[u8], fixed_end: usize, delimiter: u8, show: impl Fn(&[u8]) -> String) -> String {
+    let fixed_end = fixed_end.min(bytes.len());
+    let (fixed, fields) = bytes.split_at(fixed_end);
+    let mut out = show(fixed);
+    for (i, field) in fields.split(|&b| b == delimiter).enumerate() {
+        if i > 0 {
+            out.push(char::from(delimiter));
+        }
+        let secret = field
+            .get(..2)
+            .and_then(|id| FieldId::new(std::str::from_utf8(id).ok()?))
+            .is_some_and(FieldId::is_secret);
+        if secret {
+            out.push_str(&show(field.get(..2).unwrap_or_default()));
+            out.push_str("***");
+        } else {
+            out.push_str(&show(field));
+        }
+    }
+    out
 }
 
 fn peer_config(args: &Sip2Args) -> anyhow::Result<Sip2PeerConfig> {
@@ -384,22 +515,17 @@ fn request_for(command: &Sip2Command, requests: &Requests) -> Option<(Message, O
 async fn exchange(args: Sip2Args) -> anyhow::Result<Value> {
     let config = peer_config(&args)?;
     let connector = Connector::new(config)?;
+    let format = connector.dialect().wire_format();
     let tap: Option<Tap> = args.raw.then(|| {
-        Arc::new(|direction: Direction, message: &Message| {
-            let arrow = match direction {
-                Direction::Sent => ">>",
-                Direction::Received => "<<",
-            };
-            eprintln!("{arrow} {message}");
-        }) as Tap
+        Arc::new(move |frame: &WireFrame<'_>| eprint!("{}", show_wire(frame, format))) as Tap
     });
-    let (mut session, status) = connector
-        .connect(tap.clone())
+    let (mut session, _, status) = connector
+        .connect_answered(tap.clone())
         .await
         .with_context(|| format!("SIP2 session with {} failed", connector.addr()))?;
     let Some((request, item)) = request_for(&args.command, connector.requests()) else {
-        let message = rfidgw_sip2::frame::Sip2Message::to_message(&status);
-        return Ok(message_json(&message, false));
+        // The 98 as read, so that its sequence number and every field show.
+        return Ok(message_json(&status, false));
     };
     let command = request.command;
     match session.transact(request).await {
@@ -452,10 +578,128 @@ mod tests {
     fn decoding_a_login_hides_the_password_unless_asked() {
         let frame = "9300CNLoginUserID|COLoginPassword|CPLocationCode|AY5AZEC7B";
         let hidden = decode(frame, Encoding::Utf8, false).unwrap();
-        assert_eq!(hidden["fields"]["CO"], "***");
+        assert_eq!(hidden["fields"]["CO login_password"], "***");
         assert_eq!(hidden["checksum_valid"], true);
         let shown = decode(frame, Encoding::Utf8, true).unwrap();
-        assert_eq!(shown["fields"]["CO"], "LoginPassword");
+        assert_eq!(shown["fields"]["CO login_password"], "LoginPassword");
+    }
+
+    #[test]
+    fn fields_are_keyed_by_code_and_name_in_words() {
+        for (id, key) in [
+            ("AO", "AO institution_id"),
+            ("AB", "AB item_identifier"),
+            ("CN", "CN login_user_id"),
+            ("BE", "BE e_mail_address"),
+            ("CR", "CR collection_code"),
+            ("PB", "PB birth_date"),
+            ("ZZ", "ZZ"),
+        ] {
+            assert_eq!(field_key(FieldId::new(id).unwrap()), key);
+        }
+    }
+
+    #[test]
+    fn the_documented_field_table_is_the_codes_own() {
+        let doc = include_str!("../../docs/sip2-fields.md");
+        let rows: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
+        assert_eq!(
+            rows.len(),
+            rfidgw_sip2::frame::FIELD_NAMES.len(),
+            "one row per code"
+        );
+        for (id, name) in rfidgw_sip2::frame::FIELD_NAMES {
+            let row = format!("| `{id}` | {name} | `{}` |", field_key(*id));
+            assert!(
+                rows.contains(&row.as_str()),
+                "docs/sip2-fields.md lacks {row}"
+            );
+        }
+    }
+
+    fn sent(bytes: &[u8], built: &Message, format: WireFormat) -> String {
+        show_wire(
+            &WireFrame {
+                direction: Direction::Sent,
+                bytes,
+                message: Some(built),
+                rejected: None,
+            },
+            format,
+        )
+    }
+
+    #[test]
+    fn the_wire_view_shows_the_bytes_the_text_and_what_was_built() {
+        let mut built = Message::decode("941AFCaf\u{e9}|".as_bytes(), &WireFormat::default())
+            .unwrap()
+            .message;
+        built.trailer = rfidgw_sip2::Trailer::Sequence(3);
+        // (character set, bytes line, extra lines that must show)
+        let cases = [
+            (
+                Encoding::Utf8,
+                ">> 941AFCaf\\xC3\\xA9|AY3AZ",
+                vec!["text (utf8): 941AFCaf\u{e9}|AY3AZ"],
+            ),
+            (
+                Encoding::Cp850,
+                ">> 941AFCaf\\x82|AY3AZ",
+                vec!["text (cp850): 941AFCaf\u{e9}|AY3AZ"],
+            ),
+            (
+                Encoding::Ascii,
+                ">> 941AFCafe|AY3AZ",
+                vec!["as built (before the character set): 941AFCaf\u{e9}|AY3AZ"],
+            ),
+        ];
+        for (encoding, first, extra) in cases {
+            let format = WireFormat {
+                encoding,
+                ..WireFormat::default()
+            };
+            let bytes = built.encode(&format).unwrap();
+            let shown = sent(&bytes, &built, format);
+            assert!(shown.starts_with(first), "{encoding}: {shown}");
+            for line in extra {
+                assert!(shown.contains(line), "{encoding}: {shown}");
+            }
+            assert!(shown.contains("AY 3 · AZ "), "{shown}");
+            assert!(shown.trim_end().ends_with(" ok"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn the_wire_view_hides_passwords_and_names_a_wrong_checksum() {
+        let format = WireFormat::default();
+        let login = b"9300CNLoginUserID|COLoginPassword|CPLocationCode|AY5AZEC7B";
+        let built = Message::decode(login, &format).unwrap().message;
+        let shown = sent(login, &built, format);
+        assert!(shown.starts_with(">> 9300CNLoginUserID|CO***|CPLocationCode|AY5AZEC7B"));
+        assert!(!shown.contains("LoginPassword"), "{shown}");
+        assert!(shown.contains("AY 5 · AZ EC7B ok"), "{shown}");
+
+        let problem = rfidgw_sip2::FrameError::Empty;
+        let wrong = show_wire(
+            &WireFrame {
+                direction: Direction::Received,
+                bytes: b"941AY3AZFDFB",
+                message: None,
+                rejected: Some(&problem),
+            },
+            format,
+        );
+        assert!(wrong.starts_with("<< 941AY3AZFDFB\n"), "{wrong}");
+        assert!(
+            wrong.contains("AY 3 · AZ FDFB wrong (computed FDFA) — not accepted"),
+            "{wrong}"
+        );
+        let bare = sent(
+            b"941",
+            &Message::decode(b"941", &format).unwrap().message,
+            format,
+        );
+        assert!(bare.contains("no checksum"), "{bare}");
     }
 
     #[test]

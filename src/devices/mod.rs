@@ -9,6 +9,7 @@ mod feig;
 mod hid;
 mod m3m810;
 mod modbus;
+mod mqtt;
 mod sim;
 
 use rfidgw_driver::Device;
@@ -31,6 +32,8 @@ pub enum DriverKind {
     Feig,
     /// A sorter's PLC over Modbus RTU or TCP (or the simulated sorter).
     Modbus,
+    /// A gate controller or sorter speaking rfidgw's MQTT device protocol through a broker.
+    Mqtt,
 }
 
 /// One `[[devices]]` entry of the config.
@@ -70,6 +73,7 @@ impl DeviceConfig {
             DriverKind::Hid => hid::build(self),
             DriverKind::Feig => feig::build(self),
             DriverKind::Modbus => modbus::build(self),
+            DriverKind::Mqtt => mqtt::build(self),
         }
     }
 
@@ -91,7 +95,7 @@ impl DeviceConfig {
                     .and_then(toml::Value::as_bool)
                     .unwrap_or(false),
             ),
-            DriverKind::Sim | DriverKind::Hid | DriverKind::Modbus => None,
+            DriverKind::Sim | DriverKind::Hid | DriverKind::Modbus | DriverKind::Mqtt => None,
         }
     }
 

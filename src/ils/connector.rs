@@ -6,10 +6,18 @@
 //! is [`IlsCallError::Offline`] (nothing happened: safe to queue or retry); a transaction
 //! whose answer was lost and could not be recovered is [`IlsCallError::OutcomeUnknown`]
 //! (it may have happened: never retry blindly).
+//!
+//! Transactions a station accepted while the ILS was offline are replayed with
+//! [`IlsConnector::checkout_offline`] and [`IlsConnector::checkin_offline`]: the ILS records
+//! them as having happened at their original time (SIP2 "no block"), and the errors mean
+//! the same as for the online calls.
 
+use std::time::SystemTime;
+
+use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use rfidgw_sip2::Secret;
-use rfidgw_sip2::frame::CheckinResponse;
+use rfidgw_sip2::frame::{CheckinResponse, Message};
 use serde::Serialize;
 
 /// How an outcome was learned.
@@ -243,6 +251,18 @@ pub struct PatronAccount {
     pub overdue: u32,
 }
 
+/// A SIP2 request relayed as it came (the SIP2 face, src/sipface), with the ILS's answer
+/// as it sent it: sort bin, AMH fields, screen messages, print lines and unknown fields
+/// all kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relayed {
+    /// The answer.
+    pub response: Message,
+    /// Answered, or recovered through item information after a lost answer (a checkout
+    /// or checkin only; the answer is then built from what item information said).
+    pub learned: Learned,
+}
+
 /// Why the ILS gave no outcome.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
 #[serde(tag = "error", content = "detail", rename_all = "snake_case")]
@@ -272,6 +292,33 @@ pub trait IlsConnector: Send + Sync {
     /// Takes `item` back.
     fn checkin<'a>(&'a self, item: &'a str) -> BoxFuture<'a, Result<CheckinOutcome, IlsCallError>>;
 
+    /// Records a loan of `item` to `patron` that a station made while the ILS was offline,
+    /// at `at`, due at `due` (the date the patron was given). The ILS records rather than
+    /// decides (a blocked patron does not undo a loan that happened), but may still refuse,
+    /// e.g. an unknown patron or item: `ok = false`, for staff to sort out. Errors as for
+    /// [`IlsConnector::checkout`]: [`IlsCallError::Offline`] only when nothing was sent.
+    fn checkout_offline<'a>(
+        &'a self,
+        patron: &'a str,
+        item: &'a str,
+        at: SystemTime,
+        due: SystemTime,
+    ) -> BoxFuture<'a, Result<CheckoutOutcome, IlsCallError>>;
+
+    /// Records a return of `item` that a station took while the ILS was offline, at `at`
+    /// (its return date, so no fine runs on for the offline time). Errors as for
+    /// [`IlsConnector::checkin`].
+    fn checkin_offline<'a>(
+        &'a self,
+        item: &'a str,
+        at: SystemTime,
+    ) -> BoxFuture<'a, Result<CheckinOutcome, IlsCallError>>;
+
+    /// Whether the ILS is reachable right now (for SIP2: at least one connection is logged
+    /// in). Cheap and without I/O: a replay loop asks it before each attempt. A `true` can
+    /// still meet an [`IlsCallError::Offline`] when the line just broke.
+    fn is_online(&self) -> bool;
+
     /// Renews `patron`'s loan of `item`.
     fn renew<'a>(
         &'a self,
@@ -299,6 +346,22 @@ pub trait IlsConnector: Send + Sync {
         patron: &'a str,
         pin: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<PatronAccount, IlsCallError>>;
+
+    /// Relays a SIP2 request from a kiosk (the SIP2 face) and returns the ILS's answer.
+    /// A SIP2 backend forwards it with its own institution and terminal password (the
+    /// patron's PIN goes as it came); errors mean what they mean for [`Self::checkout`]
+    /// for requests that change something (checkout, checkin, renew, fee paid, hold, …)
+    /// and for [`Self::item_information`] for lookups. A backend that does not speak SIP2
+    /// says [`IlsCallError::Failed`] (the default).
+    fn relay(&self, request: Message) -> BoxFuture<'_, Result<Relayed, IlsCallError>> {
+        let command = request.command;
+        async move {
+            Err(IlsCallError::Failed(format!(
+                "this library system backend does not relay SIP2 ({command})"
+            )))
+        }
+        .boxed()
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub struct SimulatorConfig {
     #[serde(default = "default_simulator_listen")]
     pub listen: String,
     /// Its patrons, items and behaviour; without it, the demo library (login demo/demo,
-    /// institution DEMO, patrons P1001–P1003, items I0001–I0007).
+    /// institution DEMO, patrons P1001–P1004, items I0001–I0007 and those on the demo's tags).
     pub library: Option<SimConfig>,
 }
 

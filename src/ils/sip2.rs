@@ -1,13 +1,19 @@
 //! The SIP2 backend of the ILS connector: the pooled client, its `Completion` (answered or
 //! recovered through item information) mapped to the connector's domain outcomes.
 
+use std::time::SystemTime;
+
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
+use rfidgw_sip2::frame::{
+    CheckinResponse, CheckoutResponse, Command, FieldId, ItemInformationResponse, Message,
+    Sip2Message as _,
+};
 use rfidgw_sip2::{Completion, Secret, Sip2Error, Sip2Pool};
 
 use super::connector::{
     CheckinOutcome, CheckoutOutcome, Circulation, IlsCallError, IlsConnector, ItemInfo, Learned,
-    PatronAccount, PatronBlock, PatronCheck, PatronProblem, RenewOutcome,
+    PatronAccount, PatronBlock, PatronCheck, PatronProblem, Relayed, RenewOutcome,
 };
 
 /// The ILS over SIP2.
@@ -58,94 +64,253 @@ fn transaction_error(error: &Sip2Error) -> IlsCallError {
     }
 }
 
+/// Runs one ILS request, timed, and reports how it ended ([`crate::metrics::IlsCall`]):
+/// `said_yes` tells an answer that said yes from one that said no.
+async fn metered<T>(
+    message: impl AsRef<str>,
+    said_yes: impl FnOnce(&T) -> bool,
+    call: impl Future<Output = Result<T, IlsCallError>>,
+) -> Result<T, IlsCallError> {
+    let started = std::time::Instant::now();
+    let answer = call.await;
+    let result = match &answer {
+        Ok(outcome) if said_yes(outcome) => "ok",
+        Ok(_) => "said_no",
+        Err(IlsCallError::Offline(_)) => "offline",
+        Err(IlsCallError::OutcomeUnknown(_)) => "outcome_unknown",
+        Err(IlsCallError::Failed(_)) => "failed",
+    };
+    let error = answer.as_ref().err().map(ToString::to_string);
+    crate::metrics::IlsCall {
+        message: message.as_ref(),
+        result,
+        took: started.elapsed(),
+        error: error.as_deref(),
+    }
+    .emit();
+    answer
+}
+
+/// The `message` label of a request relayed for the SIP2 face: `relay_checkout`,
+/// `relay_patron_status_request`, … (the spec's name of the command).
+fn relay_label(command: Command) -> String {
+    format!("relay_{}", command.name().to_lowercase().replace(' ', "_"))
+}
+
+/// Whether a patron check said yes.
+fn accepted(check: &PatronCheck) -> bool {
+    check.problem.is_none()
+}
+
+/// A checkout's completion as the domain outcome.
+fn checkout_outcome(item: &str, completion: Completion<CheckoutResponse>) -> CheckoutOutcome {
+    match completion {
+        Completion::Answered(r) => CheckoutOutcome {
+            ok: r.ok,
+            item: item.to_owned(),
+            title: some(&r.title_identifier),
+            due_date: some(&r.due_date),
+            desensitize: r.desensitize,
+            renewal: r.renewal_ok,
+            screen_message: r.screen_message,
+            print_line: r.print_line,
+            learned: Learned::Answered,
+        },
+        Completion::Recovered {
+            item: info,
+            applied,
+        } => CheckoutOutcome {
+            ok: applied,
+            item: item.to_owned(),
+            title: some(&info.title_identifier),
+            due_date: some_opt(info.due_date.as_ref()),
+            desensitize: None,
+            renewal: false,
+            screen_message: Vec::new(),
+            print_line: Vec::new(),
+            learned: Learned::Recovered,
+        },
+    }
+}
+
+/// A checkin's completion as the domain outcome.
+fn checkin_outcome(item: &str, completion: Completion<CheckinResponse>) -> CheckinOutcome {
+    match completion {
+        Completion::Answered(r) => CheckinOutcome {
+            ok: r.ok,
+            item: item.to_owned(),
+            title: some_opt(r.title_identifier.as_ref()),
+            resensitize: Some(r.resensitize),
+            alert: r.alert,
+            alert_type: some_opt(r.alert_type.as_ref()),
+            sort_bin: some_opt(r.sort_bin.as_ref()),
+            permanent_location: some(&r.permanent_location),
+            destination: some_opt(r.destination_location.as_ref()),
+            media_type: some_opt(r.media_type.as_ref()),
+            screen_message: r.screen_message.clone(),
+            learned: Learned::Answered,
+            response: Some(Box::new(r)),
+        },
+        Completion::Recovered {
+            item: info,
+            applied,
+        } => CheckinOutcome {
+            ok: applied,
+            item: item.to_owned(),
+            title: some(&info.title_identifier),
+            resensitize: None,
+            alert: false,
+            alert_type: None,
+            sort_bin: None,
+            permanent_location: some_opt(info.permanent_location.as_ref()),
+            destination: None,
+            media_type: some_opt(info.media_type.as_ref()),
+            screen_message: Vec::new(),
+            learned: Learned::Recovered,
+            response: None,
+        },
+    }
+}
+
+/// The answer a relayed checkout or checkin would have had, built from item information
+/// after the real one was lost: ok when the transaction took effect.
+fn recovered_answer(request: &Message, info: &ItemInformationResponse, applied: bool) -> Message {
+    let field = |id| request.field(id).unwrap_or_default().to_owned();
+    let screen_message = vec![if applied {
+        "Done (confirmed by the library system after a lost answer).".to_owned()
+    } else {
+        "Not done (the library system's answer was lost; it shows no change).".to_owned()
+    }];
+    let date = rfidgw_sip2::server::responses::now();
+    if request.command == Command::Checkout {
+        CheckoutResponse {
+            ok: applied,
+            renewal_ok: false,
+            magnetic_media: None,
+            desensitize: Some(applied),
+            transaction_date: date,
+            institution_id: field(FieldId::AO),
+            patron_identifier: field(FieldId::AA),
+            item_identifier: field(FieldId::AB),
+            title_identifier: info.title_identifier.clone(),
+            due_date: info.due_date.clone().unwrap_or_default(),
+            media_type: info.media_type.clone(),
+            screen_message,
+            ..Default::default()
+        }
+        .to_message()
+    } else {
+        CheckinResponse {
+            ok: applied,
+            resensitize: applied,
+            magnetic_media: None,
+            alert: !applied,
+            transaction_date: date,
+            institution_id: field(FieldId::AO),
+            item_identifier: field(FieldId::AB),
+            permanent_location: info.permanent_location.clone().unwrap_or_default(),
+            title_identifier: some(&info.title_identifier),
+            media_type: info.media_type.clone(),
+            screen_message,
+            ..Default::default()
+        }
+        .to_message()
+    }
+}
+
 impl IlsConnector for Sip2Connector {
+    fn relay(&self, request: Message) -> BoxFuture<'_, Result<Relayed, IlsCallError>> {
+        // An answer is `ok`, whatever it says: the kiosk reads it.
+        let label = relay_label(request.command);
+        metered(label, |_: &Relayed| true, async move {
+            let lookup = matches!(
+                request.command,
+                Command::ScStatus
+                    | Command::PatronStatus
+                    | Command::PatronInformation
+                    | Command::ItemInformation
+            );
+            match self.pool.relay(request.clone()).await {
+                Ok(Completion::Answered(response)) => Ok(Relayed {
+                    response,
+                    learned: Learned::Answered,
+                }),
+                Ok(Completion::Recovered { item, applied }) => Ok(Relayed {
+                    response: recovered_answer(&request, &item, applied),
+                    learned: Learned::Recovered,
+                }),
+                Err(error) if lookup => Err(read_error(&error)),
+                Err(error) => Err(transaction_error(&error)),
+            }
+        })
+        .boxed()
+    }
+
     fn checkout<'a>(
         &'a self,
         patron: &'a str,
         item: &'a str,
         pin: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<CheckoutOutcome, IlsCallError>> {
-        async move {
+        metered("checkout", |o: &CheckoutOutcome| o.ok, async move {
             let completion = self
                 .pool
                 .checkout(patron, item, pin, false)
                 .await
                 .map_err(|e| transaction_error(&e))?;
-            Ok(match completion {
-                Completion::Answered(r) => CheckoutOutcome {
-                    ok: r.ok,
-                    item: item.to_owned(),
-                    title: some(&r.title_identifier),
-                    due_date: some(&r.due_date),
-                    desensitize: r.desensitize,
-                    renewal: r.renewal_ok,
-                    screen_message: r.screen_message,
-                    print_line: r.print_line,
-                    learned: Learned::Answered,
-                },
-                Completion::Recovered {
-                    item: info,
-                    applied,
-                } => CheckoutOutcome {
-                    ok: applied,
-                    item: item.to_owned(),
-                    title: some(&info.title_identifier),
-                    due_date: some_opt(info.due_date.as_ref()),
-                    desensitize: None,
-                    renewal: false,
-                    screen_message: Vec::new(),
-                    print_line: Vec::new(),
-                    learned: Learned::Recovered,
-                },
-            })
-        }
+            Ok(checkout_outcome(item, completion))
+        })
         .boxed()
     }
 
     fn checkin<'a>(&'a self, item: &'a str) -> BoxFuture<'a, Result<CheckinOutcome, IlsCallError>> {
-        async move {
+        metered("checkin", |o: &CheckinOutcome| o.ok, async move {
             let completion = self
                 .pool
                 .checkin(item)
                 .await
                 .map_err(|e| transaction_error(&e))?;
-            Ok(match completion {
-                Completion::Answered(r) => CheckinOutcome {
-                    ok: r.ok,
-                    item: item.to_owned(),
-                    title: some_opt(r.title_identifier.as_ref()),
-                    resensitize: Some(r.resensitize),
-                    alert: r.alert,
-                    alert_type: some_opt(r.alert_type.as_ref()),
-                    sort_bin: some_opt(r.sort_bin.as_ref()),
-                    permanent_location: some(&r.permanent_location),
-                    destination: some_opt(r.destination_location.as_ref()),
-                    media_type: some_opt(r.media_type.as_ref()),
-                    screen_message: r.screen_message.clone(),
-                    learned: Learned::Answered,
-                    response: Some(Box::new(r)),
-                },
-                Completion::Recovered {
-                    item: info,
-                    applied,
-                } => CheckinOutcome {
-                    ok: applied,
-                    item: item.to_owned(),
-                    title: some(&info.title_identifier),
-                    resensitize: None,
-                    alert: false,
-                    alert_type: None,
-                    sort_bin: None,
-                    permanent_location: some_opt(info.permanent_location.as_ref()),
-                    destination: None,
-                    media_type: some_opt(info.media_type.as_ref()),
-                    screen_message: Vec::new(),
-                    learned: Learned::Recovered,
-                    response: None,
-                },
-            })
-        }
+            Ok(checkin_outcome(item, completion))
+        })
         .boxed()
+    }
+
+    fn checkout_offline<'a>(
+        &'a self,
+        patron: &'a str,
+        item: &'a str,
+        at: SystemTime,
+        due: SystemTime,
+    ) -> BoxFuture<'a, Result<CheckoutOutcome, IlsCallError>> {
+        metered("checkout_offline", |o: &CheckoutOutcome| o.ok, async move {
+            let completion = self
+                .pool
+                .checkout_offline(patron, item, at, due)
+                .await
+                .map_err(|e| transaction_error(&e))?;
+            Ok(checkout_outcome(item, completion))
+        })
+        .boxed()
+    }
+
+    fn checkin_offline<'a>(
+        &'a self,
+        item: &'a str,
+        at: SystemTime,
+    ) -> BoxFuture<'a, Result<CheckinOutcome, IlsCallError>> {
+        metered("checkin_offline", |o: &CheckinOutcome| o.ok, async move {
+            let completion = self
+                .pool
+                .checkin_offline(item, at)
+                .await
+                .map_err(|e| transaction_error(&e))?;
+            Ok(checkin_outcome(item, completion))
+        })
+        .boxed()
+    }
+
+    fn is_online(&self) -> bool {
+        self.pool.is_online()
     }
 
     fn renew<'a>(
@@ -154,7 +319,7 @@ impl IlsConnector for Sip2Connector {
         item: &'a str,
         pin: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<RenewOutcome, IlsCallError>> {
-        async move {
+        metered("renew", |o: &RenewOutcome| o.ok, async move {
             // A renewal changes only a due date: a lost answer is safe to ask again.
             let r = self
                 .pool
@@ -167,7 +332,7 @@ impl IlsConnector for Sip2Connector {
                 due_date: some(&r.due_date),
                 screen_message: r.screen_message,
             })
-        }
+        })
         .boxed()
     }
 
@@ -175,7 +340,7 @@ impl IlsConnector for Sip2Connector {
         &'a self,
         item: &'a str,
     ) -> BoxFuture<'a, Result<ItemInfo, IlsCallError>> {
-        async move {
+        metered("item_information", |_: &ItemInfo| true, async move {
             let r = self
                 .pool
                 .item_information(item)
@@ -189,7 +354,7 @@ impl IlsConnector for Sip2Connector {
                 media_type: some_opt(r.media_type.as_ref()),
                 permanent_location: some_opt(r.permanent_location.as_ref()),
             })
-        }
+        })
         .boxed()
     }
 
@@ -198,7 +363,7 @@ impl IlsConnector for Sip2Connector {
         patron: &'a str,
         pin: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<PatronCheck, IlsCallError>> {
-        async move {
+        metered("validate_patron", accepted, async move {
             let r = self
                 .pool
                 .patron_status(patron, pin)
@@ -222,7 +387,7 @@ impl IlsConnector for Sip2Connector {
                 problem,
                 screen_message: r.screen_message,
             })
-        }
+        })
         .boxed()
     }
 
@@ -231,7 +396,7 @@ impl IlsConnector for Sip2Connector {
         patron: &'a str,
         pin: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<PatronAccount, IlsCallError>> {
-        async move {
+        metered("patron_account", |_: &PatronAccount| true, async move {
             // Summary position 0: the hold items list.
             let r = self
                 .pool
@@ -246,7 +411,7 @@ impl IlsConnector for Sip2Connector {
                 charged: r.charged_items_count,
                 overdue: r.overdue_items_count,
             })
-        }
+        })
         .boxed()
     }
 }

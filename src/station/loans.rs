@@ -6,6 +6,11 @@
 //! gate sees an item the cache does not know or knows only from long ago, and by
 //! `rfidgw loans import`. Every change is also written to the store, so it survives a
 //! restart; the decision itself only ever reads memory.
+//!
+//! The store writes go through one writer task that takes every change recorded since
+//! its last commit in a single transaction (the newest state per item). A commit per
+//! change, each racing the journal writer for SQLite's one write lock, made a busy SIP2
+//! face stall for hundreds of milliseconds in SQLite's busy-wait sleeps.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,8 +18,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+use tokio::sync::Notify;
+
 use crate::ils::connector::{Circulation, IlsConnector};
-use crate::store::{Store, StoreError};
+use crate::store::{LoanRow, Store, StoreError, millis_of};
 
 /// The `[loans]` section.
 #[derive(Clone, Debug, Deserialize)]
@@ -49,7 +56,57 @@ pub struct LoansCache {
     entries: Arc<RwLock<HashMap<String, Entry>>>,
     in_flight: Arc<Mutex<HashSet<String>>>,
     store: Option<Store>,
+    unsaved: Arc<Unsaved>,
     config: Arc<LoansConfigShared>,
+}
+
+/// Changes recorded in memory and not yet written to the store: the newest per item.
+#[derive(Debug, Default)]
+struct Unsaved {
+    rows: Mutex<HashMap<String, LoanRow>>,
+    /// Wakes the writer task after a change.
+    changed: Notify,
+    /// Taken by whoever writes, so a flush waits for the writer's commit under way.
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl Unsaved {
+    /// Writes everything unsaved in one transaction; on failure the rows stay unsaved
+    /// (unless a newer state of the item arrived meanwhile) for the next try.
+    async fn write(&self, store: &Store) {
+        let _writing = self.writing.lock().await;
+        let rows: Vec<LoanRow> = std::mem::take(&mut *self.lock()).into_values().collect();
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(error) = store.save_loans(&rows).await {
+            tracing::warn!(%error, items = rows.len(), "loans cache not saved; kept in memory, tried again with the next change");
+            let mut unsaved = self.lock();
+            for row in rows {
+                unsaved.entry(row.item_id.clone()).or_insert(row);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LoanRow>> {
+        self.rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The writer task: one transaction for whatever was recorded while the last one ran.
+/// Ends when every handle to the cache is gone.
+async fn write_unsaved(unsaved: std::sync::Weak<Unsaved>, store: Store) {
+    loop {
+        let Some(current) = unsaved.upgrade() else {
+            return;
+        };
+        // Wait with a timeout so that a cache whose handles are all dropped lets the task
+        // end (nothing else would wake it).
+        let _ = tokio::time::timeout(Duration::from_secs(1), current.changed.notified()).await;
+        current.write(&store).await;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -76,10 +133,13 @@ impl LoansCache {
                 )
             })
             .collect();
+        let unsaved = Arc::<Unsaved>::default();
+        tokio::spawn(write_unsaved(Arc::downgrade(&unsaved), store.clone()));
         Ok(Self {
             entries: Arc::new(RwLock::new(entries)),
             in_flight: Arc::default(),
             store: Some(store),
+            unsaved,
             config: Arc::new(LoansConfigShared {
                 lookup: config.lookup,
                 refresh: Duration::from_secs(config.refresh_s),
@@ -109,16 +169,23 @@ impl LoansCache {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(item.to_owned(), Entry { on_loan, updated });
-        if let Some(store) = self.store.clone() {
-            let item = item.to_owned();
-            tokio::spawn(async move {
-                if let Err(error) = store
-                    .upsert_loans(&[(item, on_loan)], source, updated)
-                    .await
-                {
-                    tracing::warn!(%error, "loans cache not saved; it is kept in memory");
-                }
-            });
+        if self.store.is_some() {
+            let row = LoanRow {
+                item_id: item.to_owned(),
+                on_loan,
+                updated_ms: millis_of(updated),
+                source: source.to_owned(),
+            };
+            self.unsaved.lock().insert(row.item_id.clone(), row);
+            self.unsaved.changed.notify_one();
+        }
+    }
+
+    /// Writes every recorded change not yet in the store, waiting for a write under way:
+    /// the daemon's last step before it closes the store.
+    pub async fn flush(&self) {
+        if let Some(store) = &self.store {
+            self.unsaved.write(store).await;
         }
     }
 
@@ -236,29 +303,68 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn recorded_states_are_read_at_once_and_survive_a_reload() {
+    async fn cache_in_a_fresh_store() -> (tempfile::TempDir, Store, LoansCache) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("c.db")).await.unwrap();
+        let store = Store::open(&dir.path().join("loans.db")).await.unwrap();
         let cache = LoansCache::load(store.clone(), &LoansConfig::default())
             .await
             .unwrap();
+        (dir, store, cache)
+    }
+
+    #[tokio::test]
+    async fn recorded_states_are_read_at_once_and_survive_a_reload() {
+        let (_dir, store, cache) = cache_in_a_fresh_store().await;
         assert_eq!(cache.on_loan("1001"), None);
         cache.record("1001", true, "checkout");
         assert_eq!(cache.on_loan("1001"), Some(true));
-        // The store write runs in the background; wait for it through the store itself.
-        for _ in 0..200 {
-            if !store.loans().await.unwrap().is_empty() {
-                break;
-            }
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        cache.flush().await;
         let again = LoansCache::load(store.clone(), &LoansConfig::default())
             .await
             .unwrap();
         assert_eq!(again.on_loan("1001"), Some(true));
         assert_eq!(again.len(), 1);
+        store.close().await;
+    }
+
+    /// Many changes from many tasks at once (a busy SIP2 face) end in the store with each
+    /// item's newest state, through the one writer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_changes_is_saved_with_each_items_newest_state() {
+        let (_dir, store, cache) = cache_in_a_fresh_store().await;
+        let tasks: Vec<_> = (0..8)
+            .map(|task| {
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    for round in 0..100 {
+                        // Even rounds lend a task's own item, odd rounds return it; the
+                        // last round (99) returns it.
+                        let item = format!("item-{task}");
+                        cache.record(&item, round % 2 == 0, "checkout");
+                        cache.record(&format!("shared-{}", round % 10), true, "checkout");
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        cache.flush().await;
+        let mut saved: Vec<(String, bool)> = store
+            .loans()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| (row.item_id, row.on_loan))
+            .collect();
+        saved.sort();
+        let mut want: Vec<(String, bool)> = (0..8)
+            .map(|task| (format!("item-{task}"), false))
+            .chain((0..10).map(|n| (format!("shared-{n}"), true)))
+            .collect();
+        want.sort();
+        assert_eq!(saved, want);
         store.close().await;
     }
 }

@@ -14,10 +14,16 @@
 //!   told it is done. The gate has nothing to acknowledge to anyone, so it only follows the
 //!   first rule; staff acknowledgements of alarms are committed before the API answers.
 
+pub mod activity;
 pub mod counting;
 pub mod gate;
 pub mod loans;
+pub mod offline;
+pub mod owed;
+pub mod returns;
+pub mod selfcheck;
 pub mod sortplan;
+pub mod transaction;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -35,6 +41,7 @@ use crate::ils::connector::IlsConnector;
 use crate::pipeline::{StationResponse, Stations};
 use gate::{Gate, GateAction, Sighting};
 use loans::LoansCache;
+use transaction::StationInput;
 
 /// What the status API shows of one gate.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -45,7 +52,12 @@ pub struct GateStatus {
     pub alarms: u64,
     /// The newest alarm.
     pub last_alarm: Option<GateAlarm>,
-    /// Until when the outputs are silenced (ms since the Unix epoch), if they are.
+    /// Until when the outputs are silenced (ms since the Unix epoch; RFC 3339
+    /// `silenced_until` in JSON), if they are.
+    #[serde(
+        rename = "silenced_until",
+        serialize_with = "crate::rfc3339::opt_ms_u64"
+    )]
     pub silenced_until_ms: Option<u64>,
     /// People counting, when the gate counts.
     pub people: Option<PeopleStatus>,
@@ -68,9 +80,41 @@ pub struct PeopleStatus {
 #[derive(Clone, Debug, Default)]
 pub struct StationsStatus {
     gates: Arc<RwLock<BTreeMap<String, GateStatus>>>,
+    returns: Arc<RwLock<BTreeMap<String, returns::ReturnStatus>>>,
+    selfchecks: Arc<RwLock<BTreeMap<String, selfcheck::SelfCheckStatus>>>,
+}
+
+fn read_map<T: Clone>(map: &RwLock<BTreeMap<String, T>>) -> BTreeMap<String, T> {
+    map.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn write_entry<T>(map: &RwLock<BTreeMap<String, T>>, station: &str, value: T) {
+    map.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(station.to_owned(), value);
 }
 
 impl StationsStatus {
+    /// Every return station's status, by station id.
+    pub fn returns(&self) -> BTreeMap<String, returns::ReturnStatus> {
+        read_map(&self.returns)
+    }
+
+    /// Every self-check station's status, by station id.
+    pub fn selfchecks(&self) -> BTreeMap<String, selfcheck::SelfCheckStatus> {
+        read_map(&self.selfchecks)
+    }
+
+    pub(crate) fn set_return(&self, station: &str, status: returns::ReturnStatus) {
+        write_entry(&self.returns, station, status);
+    }
+
+    pub(crate) fn set_selfcheck(&self, station: &str, status: selfcheck::SelfCheckStatus) {
+        write_entry(&self.selfchecks, station, status);
+    }
+
     /// Every gate's status, by station id.
     pub fn gates(&self) -> BTreeMap<String, GateStatus> {
         self.gates
@@ -104,6 +148,21 @@ pub struct StationContext {
     pub events: mpsc::Sender<Event>,
     /// Where the live state is shown.
     pub status: StationsStatus,
+    /// Return and self-check stations: what their transactions need, and where their
+    /// tasks run. `None` runs gates only (tests of the gate alone).
+    pub circulation: Option<CirculationSetup>,
+}
+
+/// What starting return and self-check stations needs.
+pub struct CirculationSetup {
+    /// The transaction context.
+    pub circulation: transaction::Circulation,
+    /// Each return station's sort plan, by station id.
+    pub plans: HashMap<String, Arc<sortplan::SortPlan>>,
+    /// Where the station tasks run (the daemon waits for them at shutdown).
+    pub tasks: tokio_util::task::TaskTracker,
+    /// Stops them (between transactions).
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 struct GateStation {
@@ -116,14 +175,33 @@ pub struct StationRunner {
     /// Device id → index into `gates`, built once at start.
     routes: HashMap<String, usize>,
     gates: Vec<GateStation>,
+    /// Device id → the return or self-check station task it feeds.
+    feeds: HashMap<String, mpsc::Sender<StationInput>>,
+    /// Station id → its task, for requests from staff and kiosks.
+    desks: HashMap<String, mpsc::Sender<StationInput>>,
+    owed: Option<owed::OwedBook>,
     ctx: StationContext,
     alarm_seq: u64,
 }
 
 impl StationRunner {
     /// A runner for the configured stations.
-    pub fn new(stations: &[StationConfig], ctx: StationContext) -> Self {
+    pub fn new(stations: &[StationConfig], mut ctx: StationContext) -> Self {
         let now = Instant::now();
+        let mut feeds = HashMap::new();
+        let mut desks = HashMap::new();
+        let setup = ctx.circulation.take();
+        let owed = setup.as_ref().map(|s| s.circulation.owed.clone());
+        if let Some(setup) = setup {
+            for station in stations {
+                if let Some(sender) = spawn_desk(station, &setup) {
+                    for device in &station.devices {
+                        feeds.insert(device.clone(), sender.clone());
+                    }
+                    desks.insert(station.id.clone(), sender);
+                }
+            }
+        }
         let mut routes = HashMap::new();
         let mut gates = Vec::new();
         for station in stations.iter().filter(|s| s.kind == StationKind::Gate) {
@@ -140,8 +218,30 @@ impl StationRunner {
         Self {
             routes,
             gates,
+            feeds,
+            desks,
+            owed,
             ctx,
             alarm_seq: 0,
+        }
+    }
+
+    /// Hands a request to a return or self-check station's task.
+    fn to_desk(&self, station: &str, input: StationInput) {
+        match self.desks.get(station) {
+            Some(desk) => {
+                if let Err(
+                    mpsc::error::TrySendError::Full(input)
+                    | mpsc::error::TrySendError::Closed(input),
+                ) = desk.try_send(input)
+                {
+                    refuse_input(input, format!("station `{station}` is busy; try again"));
+                }
+            }
+            None => refuse_input(
+                input,
+                format!("no return or self-check station `{station}`"),
+            ),
         }
     }
 
@@ -170,11 +270,7 @@ impl StationRunner {
                         reason: alarm.reason.as_str(),
                         silenced: alarm.silenced,
                     };
-                    tracing::warn!(
-                        station = %station, alarm = %id, uid = %record.uid,
-                        item = record.item.as_deref().unwrap_or("-"), reason = record.reason,
-                        silenced = record.silenced, "gate alarm"
-                    );
+                    crate::metrics::AlarmRaised(&record).emit();
                     self.ctx.status.update(&station, |s| {
                         s.alarms += 1;
                         s.last_alarm = Some(record.clone());
@@ -207,7 +303,6 @@ impl StationRunner {
                                     Ok(Err(refusal)) => refusal.to_string(),
                                     Err(error) => error.to_string(),
                                 };
-                                tracing::warn!(device = handle.device(), %error, "alarm output not done");
                                 if let Event::AlarmOutputFailed {
                                     alarm_id,
                                     station,
@@ -215,6 +310,12 @@ impl StationRunner {
                                     ..
                                 } = failed
                                 {
+                                    crate::metrics::AlarmOutputFailed {
+                                        station: &station,
+                                        device: &device,
+                                        error: &error,
+                                    }
+                                    .emit();
                                     let _ = events.try_send(Event::AlarmOutputFailed {
                                         alarm_id,
                                         station,
@@ -274,6 +375,52 @@ impl StationRunner {
     }
 }
 
+/// Starts the task of a return or self-check station; `None` for other kinds.
+fn spawn_desk(
+    station: &StationConfig,
+    setup: &CirculationSetup,
+) -> Option<mpsc::Sender<StationInput>> {
+    let (sender, inputs) = mpsc::channel(1024);
+    let circulation = setup.circulation.clone();
+    let cancel = setup.cancel.clone();
+    match station.kind {
+        StationKind::Return => {
+            let task = returns::ReturnStation::new(
+                station.id.clone(),
+                station.returns.clone().unwrap_or_default(),
+                station.offline.clone(),
+                setup.plans.get(&station.id).cloned(),
+                circulation,
+            );
+            setup.tasks.spawn(task.run(inputs, cancel));
+        }
+        StationKind::SelfCheck => {
+            let task = selfcheck::SelfCheckStation::new(
+                station.id.clone(),
+                station.selfcheck.clone().unwrap_or_default(),
+                station.offline.clone(),
+                circulation,
+            );
+            setup.tasks.spawn(task.run(inputs, cancel));
+        }
+        StationKind::Gate | StationKind::Staff => return None,
+    }
+    Some(sender)
+}
+
+/// Answers a request that cannot be delivered.
+fn refuse_input(input: StationInput, why: String) {
+    match input {
+        StationInput::Patron { reply, .. } | StationInput::SortPlan { reply, .. } => {
+            let _ = reply.send(Err(why));
+        }
+        StationInput::Finish { reply, .. } => {
+            let _ = reply.send(Err(why));
+        }
+        StationInput::Report(..) => {}
+    }
+}
+
 fn epoch_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -311,8 +458,25 @@ impl Stations for StationRunner {
     fn on_report(
         &mut self,
         report: &DeviceReport,
-        decoded: Option<&DecodedTag>,
+        decoded: Option<&Arc<DecodedTag>>,
     ) -> StationResponse {
+        if let (Some(owed), DeviceEvent::TagArrived(read)) = (&self.owed, &report.event) {
+            owed.sighted(&report.device, &read.uid);
+        }
+        if let Some(feed) = self.feeds.get(&report.device) {
+            // The station's task takes it from here; a full queue means it is far behind,
+            // which the journal shows (the read is journaled either way).
+            if feed
+                .try_send(StationInput::Report(report.clone(), decoded.cloned()))
+                .is_err()
+            {
+                crate::metrics::StationReportDropped {
+                    device: &report.device,
+                }
+                .emit();
+            }
+            return StationResponse::default();
+        }
         let Some(&index) = self.routes.get(&report.device) else {
             return StationResponse::default();
         };
@@ -320,7 +484,7 @@ impl Stations for StationRunner {
         let mut decision = None;
         let actions = match &report.event {
             DeviceEvent::TagArrived(read) => {
-                let Some(tag) = decoded else {
+                let Some(tag) = decoded.map(|t| &**t) else {
                     return StationResponse::default();
                 };
                 let item = tag.item.as_ref().map(|i| i.primary_item_id.as_str());
@@ -343,6 +507,15 @@ impl Stations for StationRunner {
                         .gate
                         .arrived(&report.device, &read.uid, verdict, item, now);
                 let (verdict, reason) = verdict.words();
+                if acted {
+                    crate::metrics::GateDecided {
+                        station: &self.gates[index].id,
+                        device: &report.device,
+                        verdict,
+                        reason,
+                    }
+                    .emit();
+                }
                 decision = Some(Decision {
                     verdict,
                     reason,
@@ -391,6 +564,10 @@ impl Stations for StationRunner {
     fn control(&mut self, control: StationControl) -> Vec<Event> {
         let now = Instant::now();
         match control {
+            StationControl::Desk { station, input } => {
+                self.to_desk(&station, input);
+                Vec::new()
+            }
             StationControl::Silence { station, on, reply } => {
                 let Some(index) = self.gate_of(&station) else {
                     let _ = reply.send(Err(format!("no gate station `{station}`")));
@@ -434,6 +611,7 @@ mod tests {
             ils: None,
             events,
             status: StationsStatus::default(),
+            circulation: None,
         };
         (StationRunner::new(&[station], ctx), rx)
     }
@@ -473,7 +651,7 @@ mod tests {
         ];
         for (uid, item, verdict, reason, alarms) in rows {
             let (report, tag) = arrival(uid, item);
-            let response = runner.on_report(&report, Some(&tag));
+            let response = runner.on_report(&report, Some(&Arc::new(tag.clone())));
             let decision = response.decision.unwrap();
             assert_eq!(
                 (decision.verdict, decision.reason),
@@ -496,7 +674,7 @@ mod tests {
         let (mut runner, _events) = runner(SecurityMode::Afi, LoansCache::default());
         let (mut report, tag) = arrival(1, "1001");
         report.device = "desk".into();
-        let response = runner.on_report(&report, Some(&tag));
+        let response = runner.on_report(&report, Some(&Arc::new(tag.clone())));
         assert!(response.decision.is_none() && response.events.is_empty());
     }
 

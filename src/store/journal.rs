@@ -40,7 +40,8 @@ impl JournalEntry {
 pub struct JournalRow {
     /// Row id, increasing.
     pub id: i64,
-    /// Milliseconds since the Unix epoch.
+    /// Milliseconds since the Unix epoch (RFC 3339 `time` in JSON, as in public events).
+    #[serde(rename = "time", serialize_with = "crate::rfc3339::ms")]
     pub at_ms: i64,
     /// What kind of event.
     pub kind: String,
@@ -140,12 +141,18 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
-    /// Deletes rows older than `cutoff`; returns how many went.
+    /// Deletes rows older than `cutoff` that every outbox consumer has delivered; returns
+    /// how many went. Run boundaries (`daemon_started`, `daemon_stopped`) stay: the next
+    /// start tells a clean stop from an unclean one by them, however long a run lasted.
     pub async fn prune_journal(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM journal WHERE at_ms < $1")
-            .bind(millis(cutoff))
-            .execute(self.pool())
-            .await?;
+        let done = sqlx::query(
+            "DELETE FROM journal WHERE at_ms < $1 \
+             AND kind NOT IN ('daemon_started', 'daemon_stopped') \
+             AND id <= COALESCE((SELECT MIN(last_id) FROM outbox_cursors), 9223372036854775807)",
+        )
+        .bind(millis(cutoff))
+        .execute(self.pool())
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -158,17 +165,26 @@ impl Store {
     }
 }
 
-fn journal_row(row: &sqlx::sqlite::SqliteRow) -> Result<JournalRow, StoreError> {
+pub(crate) fn journal_row(row: &sqlx::sqlite::SqliteRow) -> Result<JournalRow, StoreError> {
     let id: i64 = row.try_get("id")?;
     let payload: String = row.try_get("payload")?;
+    let kind: String = row.try_get("kind")?;
+    let mut payload: serde_json::Value =
+        serde_json::from_str(&payload).map_err(|source| StoreError::Payload { id, source })?;
+    // Rows written before kinds were unified carry a device event's own tag (`card`,
+    // `health`) in the payload: the row's kind is the one name.
+    if let Some(map) = payload.as_object_mut()
+        && map.contains_key("kind")
+    {
+        map.insert("kind".into(), serde_json::Value::String(kind.clone()));
+    }
     Ok(JournalRow {
         id,
         at_ms: row.try_get("at_ms")?,
-        kind: row.try_get("kind")?,
+        kind,
         device: row.try_get("device")?,
         station: row.try_get("station")?,
-        payload: serde_json::from_str(&payload)
-            .map_err(|source| StoreError::Payload { id, source })?,
+        payload,
     })
 }
 
@@ -225,6 +241,24 @@ mod tests {
             .map(|r| r.kind)
             .collect();
         assert_eq!(kinds, ["recent"]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_older_rows_payload_kind_reads_as_the_rows_kind_and_times_as_rfc3339() {
+        let (_dir, store) = store().await;
+        let mut card = JournalEntry::new("card_read", json!({"kind": "card", "number": "P1"}));
+        card.at = UNIX_EPOCH + std::time::Duration::from_millis(1_796_175_269_788);
+        store
+            .append(&[card, JournalEntry::new("tag_arrived", json!({"uid": "E0"}))])
+            .await
+            .unwrap();
+        let rows = store.recent(10, None).await.unwrap();
+        assert_eq!(rows[1].payload["kind"], "card_read");
+        assert_eq!(rows[0].payload, json!({"uid": "E0"}), "no kind is added");
+        let shown = serde_json::to_value(&rows[1]).unwrap();
+        assert_eq!(shown["time"], "2026-12-02T01:34:29.788Z");
+        assert!(shown.get("at_ms").is_none(), "{shown}");
         store.close().await;
     }
 

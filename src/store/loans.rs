@@ -27,18 +27,34 @@ impl Store {
         source: &str,
         at: SystemTime,
     ) -> Result<(), StoreError> {
+        let updated_ms = millis(at);
+        let rows: Vec<LoanRow> = rows
+            .iter()
+            .map(|(item, on_loan)| LoanRow {
+                item_id: item.clone(),
+                on_loan: *on_loan,
+                updated_ms,
+                source: source.to_owned(),
+            })
+            .collect();
+        self.save_loans(&rows).await
+    }
+
+    /// Records (or replaces) loan states, each with its own time and source, in one
+    /// transaction.
+    pub async fn save_loans(&self, rows: &[LoanRow]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        for (item, on_loan) in rows {
+        for row in rows {
             sqlx::query(
                 "INSERT INTO loans_cache (item_id, on_loan, updated_ms, source) \
                  VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (item_id) DO UPDATE SET on_loan = excluded.on_loan, \
                  updated_ms = excluded.updated_ms, source = excluded.source",
             )
-            .bind(item)
-            .bind(i64::from(*on_loan))
-            .bind(millis(at))
-            .bind(source)
+            .bind(&row.item_id)
+            .bind(i64::from(row.on_loan))
+            .bind(row.updated_ms)
+            .bind(&row.source)
             .execute(&mut *tx)
             .await?;
         }

@@ -6,6 +6,12 @@
 
 mod journal;
 mod loans;
+mod outbox;
+mod owed;
+mod queue;
+mod runs;
+mod stats;
+mod worklist;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -16,6 +22,22 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use journal::{JournalEntry, JournalRow};
 pub use loans::LoanRow;
+pub use outbox::{CursorRow, JournalFilter};
+pub use owed::{OwedRow, OwedState};
+pub use queue::{NewQueued, QueueState, QueuedKind, QueuedRow};
+pub use runs::{JournalSelect, OpenPresence, OpenSession, RunMark};
+pub use stats::{BinRow, HOUR_MS, StatsRow, Together};
+pub use worklist::{NewWork, WorkRow};
+
+/// `at` in ms since the Unix epoch, as the store keeps times.
+pub fn millis_of(at: std::time::SystemTime) -> i64 {
+    journal::millis(at)
+}
+
+/// Now, in ms since the Unix epoch.
+pub fn millis_now() -> i64 {
+    journal::millis(std::time::SystemTime::now())
+}
 
 /// What went wrong with the store. Messages name the file.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +59,15 @@ pub enum StoreError {
         /// Why.
         #[source]
         source: sqlx::Error,
+    },
+    /// The lock that serialises migrations could not be taken.
+    #[error("cannot lock {path} to migrate the store: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// A migration failed.
     #[error("cannot migrate the store {path}: {source}")]
@@ -61,6 +92,29 @@ pub enum StoreError {
     },
 }
 
+/// Takes the exclusive lock on `<database>.migrate-lock`, held while a store is opened
+/// and migrated, waiting for another process (or another open in this one) that holds
+/// it; released when the returned file is dropped.
+async fn migration_lock(database: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".migrate-lock");
+    let path = PathBuf::from(name);
+    let lock_error = |source| StoreError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|join| lock_error(std::io::Error::other(join)))?
+        .map_err(lock_error)
+}
+
 /// The daemon's store. Cheap to clone (a pool handle).
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -77,6 +131,11 @@ impl Store {
                 source,
             })?;
         }
+        // sqlx cannot lock an SQLite database while it migrates, and switching a fresh file
+        // to WAL needs it alone: two processes opening a fresh store at once (the daemon
+        // starting while `rfidgw journal` reads) would both apply the same migration, or
+        // fail "database is locked". A lock file beside the database serialises opening.
+        let lock = migration_lock(path).await?;
         let open_error = |source| StoreError::Open {
             path: path.to_path_buf(),
             source,
@@ -95,13 +154,12 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(open_error)?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let migrated = sqlx::migrate!("./migrations/sqlite").run(&pool).await;
+        drop(lock);
+        migrated.map_err(|source| StoreError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(Self {
             pool,
             path: path.to_path_buf(),
@@ -181,6 +239,27 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         assert_eq!(store.journal_len().await.unwrap(), 1);
         store.close().await;
+    }
+
+    /// The daemon starting while an operator command opens the same fresh store: both
+    /// migrate, and neither may trip over the other's half-applied migration.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_opened_at_once_on_a_fresh_file_all_migrate() {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("rfidgw.db");
+            let opens: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    tokio::spawn(async move { Store::open(&path).await })
+                })
+                .collect();
+            for open in opens {
+                let store = open.await.unwrap().unwrap();
+                assert_eq!(store.journal_len().await.unwrap(), 0);
+                store.close().await;
+            }
+        }
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Bound on one wait on a loaded CI machine; not a timing assertion.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub const PATIENCE: Duration = Duration::from_mins(1);
 
 /// Polls `probe` until it finds something, failing the test after [`PATIENCE`].
 pub async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {

@@ -8,6 +8,26 @@
 //! again. Faults can be injected through [`SimControl`]: drop the connection before or
 //! after processing, delay or withhold the answer, corrupt its checksum, answer 96, or send
 //! fields in reverse order.
+//!
+//! For offline store-and-forward, [`SimControl::set_available`] takes the ACS off the
+//! network and back, and [`SimControl::transactions`] lists every checkout, checkin and
+//! renewal that was carried out, as received, so a test can prove each replayed
+//! transaction reached the ILS exactly once.
+//!
+//! # No block (offline transactions)
+//!
+//! A checkout or checkin with no block `Y` already happened at the terminal while the ACS
+//! was unreachable; the simulator records it rather than deciding it:
+//!
+//! * a no-block **checkout** is accepted for a blocked patron, without the PIN, without
+//!   acknowledging a rental fee (the fee is still billed), for an item on hold for another
+//!   patron (the hold stays), and for an item charged to another patron (that loan ends
+//!   and the item is charged to the new patron, as an ILS does when a checkout overrides a
+//!   stale loan). The due date is the request's nb due date when it is filled, else the
+//!   usual 14 days. Only an unknown patron or an unknown item is refused: there is nobody
+//!   or nothing to charge.
+//! * a **checkin** of a known item is always accepted and uncharges it, no block or not;
+//!   an unknown item is refused. The return date is logged, not used for fines.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -131,6 +151,10 @@ pub struct SimItem {
     /// CH item properties.
     #[serde(default)]
     pub properties: String,
+    /// Recorded as missing: item information says so (circulation status 13) and a checkin
+    /// is refused to the exception bin, for staff to look at the item that turned up.
+    #[serde(default)]
+    pub missing: bool,
 }
 
 fn default_media() -> String {
@@ -206,9 +230,12 @@ impl SimConfig {
     /// The demo library: login `demo`/`demo`, institution `DEMO`.
     ///
     /// Patrons: `P1001` Alice Reader (PIN 1234), `P1002` Bob Blocked (blocked), `P1003`
-    /// Carol Fines (5.50 owed). Items: `I0001`–`I0003` on the shelf (bins A, A, B),
+    /// Carol Fines (5.50 owed), `P1004` Dora Distant. Items: `I0001`–`I0003` on the shelf (bins A, A, B),
     /// `I0004` charged to P1001, `I0005` on hold for P1003, `I0006` in transit to `BR2`,
-    /// `I0007` a DVD with a 2.00 rental fee.
+    /// `I0007` a DVD with a 2.00 rental fee; and the items on the demo's tags
+    /// (config/demo.toml): `11223344` on the shelf, `11223355` charged to P1004,
+    /// `1234567890` an interlibrary loan from DK-715700 charged to P1004, `X0099` recorded
+    /// as missing (its checkin is refused to the exception bin).
     pub fn demo() -> Self {
         let item = |id: &str, title: &str| SimItem {
             id: id.into(),
@@ -221,6 +248,7 @@ impl SimConfig {
             transit_to: None,
             fee_cents: 0,
             properties: String::new(),
+            missing: false,
         };
         let patron = |id: &str, name: &str| SimPatron {
             id: id.into(),
@@ -247,6 +275,8 @@ impl SimConfig {
                     fine_cents: 550,
                     ..patron("P1003", "Carol Fines")
                 },
+                // Has the demo's borrowed items that walk past the gate.
+                patron("P1004", "Dora Distant"),
             ],
             items: vec![
                 item("I0001", "The Rust Programming Language"),
@@ -271,6 +301,22 @@ impl SimConfig {
                     media_type: "005".into(),
                     fee_cents: 200,
                     ..item("I0007", "Documentary DVD")
+                },
+                // The items on the demo's tags (config/demo.toml), so that each can be
+                // looked up with `rfidgw sip2 item` against the demo.
+                item("11223344", "The Name of the Rose"),
+                SimItem {
+                    charged_to: Some("P1004".into()),
+                    ..item("11223355", "Pride and Prejudice")
+                },
+                SimItem {
+                    charged_to: Some("P1004".into()),
+                    location: "Interlibrary loan (DK-715700)".into(),
+                    ..item("1234567890", "Kongens Fald")
+                },
+                SimItem {
+                    missing: true,
+                    ..item("X0099", "Lost in the Stacks")
                 },
             ],
             ..Self::default()
@@ -308,6 +354,83 @@ struct Item {
     due_date: Option<String>,
 }
 
+/// How many transactions [`SimControl::transactions`] keeps (the oldest go first), so a
+/// demo simulator running for weeks does not grow without bound.
+pub const TRANSACTION_LOG_LIMIT: usize = 10_000;
+
+/// One circulation transaction the simulator carried out (checkout, checkin, renew), with
+/// its fields as received. A request answered from the replay cache (a duplicate or a 97)
+/// or dropped before processing is not a transaction; one dropped after processing is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimTransaction {
+    /// [`Command::Checkout`], [`Command::Checkin`] or [`Command::Renew`].
+    pub command: Command,
+    /// AB item identifier.
+    pub item: String,
+    /// AA patron identifier (`None` for a checkin).
+    pub patron: Option<String>,
+    /// No block `Y`: an offline transaction being replayed.
+    pub no_block: bool,
+    /// Transaction date, as received.
+    pub transaction_date: String,
+    /// Return date of a checkin, as received.
+    pub return_date: Option<String>,
+    /// nb due date of a checkout or renewal, as received.
+    pub nb_due_date: Option<String>,
+    /// Whether the simulator accepted it (the response's ok).
+    pub ok: bool,
+}
+
+impl SimTransaction {
+    /// The log entry for a request, before its outcome is known; `None` for requests that
+    /// are not circulation transactions.
+    fn of(request: &AnyMessage) -> Option<Self> {
+        let entry = |command, item: &str, patron: Option<&str>, no_block, date: &str| Self {
+            command,
+            item: item.to_owned(),
+            patron: patron.map(str::to_owned),
+            no_block,
+            transaction_date: date.to_owned(),
+            return_date: None,
+            nb_due_date: None,
+            ok: false,
+        };
+        Some(match request {
+            AnyMessage::Checkout(r) => Self {
+                nb_due_date: Some(r.nb_due_date.clone()),
+                ..entry(
+                    Command::Checkout,
+                    &r.item_identifier,
+                    Some(&r.patron_identifier),
+                    r.no_block,
+                    &r.transaction_date,
+                )
+            },
+            AnyMessage::Checkin(r) => Self {
+                return_date: Some(r.return_date.clone()),
+                ..entry(
+                    Command::Checkin,
+                    &r.item_identifier,
+                    None,
+                    r.no_block,
+                    &r.transaction_date,
+                )
+            },
+            AnyMessage::Renew(r) => Self {
+                nb_due_date: Some(r.nb_due_date.clone()),
+                ..entry(
+                    Command::Renew,
+                    r.item_identifier.as_deref().unwrap_or_default(),
+                    Some(&r.patron_identifier),
+                    r.no_block,
+                    &r.transaction_date,
+                )
+            },
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug)]
 struct State {
     config: SimConfig,
@@ -315,6 +438,7 @@ struct State {
     items: BTreeMap<String, Item>,
     executed: HashMap<Command, u64>,
     connections: u64,
+    transactions: VecDeque<SimTransaction>,
 }
 
 /// Handle to observe and steer a running simulator.
@@ -322,6 +446,8 @@ struct State {
 pub struct SimControl {
     state: Arc<Mutex<State>>,
     faults: Arc<Mutex<Faults>>,
+    /// Whether the ACS is reachable; connections watch it.
+    available: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -353,9 +479,29 @@ impl SimControl {
             .unwrap_or(0)
     }
 
-    /// Connections accepted so far.
+    /// Connections accepted so far (including those closed at once while unavailable).
     pub fn connections(&self) -> u64 {
         lock(&self.state).connections
+    }
+
+    /// Every checkout, checkin and renewal carried out so far, oldest first (at most
+    /// [`TRANSACTION_LOG_LIMIT`]).
+    pub fn transactions(&self) -> Vec<SimTransaction> {
+        lock(&self.state).transactions.iter().cloned().collect()
+    }
+
+    /// Takes the ACS off the network (`false`) or puts it back (`true`). While unavailable,
+    /// every open connection is closed (also one whose request is being answered, right
+    /// after that answer), and each new connection is accepted and closed at once, before
+    /// reading anything: a client sees its line drop and its login fail, as with an ILS
+    /// that is down behind a live load balancer. The library's state is kept.
+    pub fn set_available(&self, available: bool) {
+        self.available.send_replace(available);
+    }
+
+    /// Whether the ACS is on the network (see [`SimControl::set_available`]).
+    pub fn available(&self) -> bool {
+        *self.available.borrow()
     }
 
     /// A patron's outstanding fines in cents.
@@ -421,8 +567,10 @@ impl AcsSimulator {
                     items,
                     executed: HashMap::new(),
                     connections: 0,
+                    transactions: VecDeque::new(),
                 })),
                 faults: Arc::new(Mutex::new(Faults::default())),
+                available: Arc::new(tokio::sync::watch::Sender::new(true)),
             },
         }
     }
@@ -494,6 +642,11 @@ impl AcsSimulator {
                 state.config.error_detection,
             )
         };
+        let mut available = self.control.available.subscribe();
+        if !*available.borrow_and_update() {
+            tracing::debug!("ACS simulator: unavailable, closing a new connection");
+            return;
+        }
         let (read, mut write) = tokio::io::split(stream);
         let mut frames = FramedRead::new(
             read,
@@ -502,7 +655,15 @@ impl AcsSimulator {
         let mut logged_in = false;
         let mut last_request: Option<Vec<u8>> = None;
         let mut last_response: Option<Vec<u8>> = None;
-        while let Some(item) = frames.next().await {
+        loop {
+            let next = tokio::select! {
+                next = frames.next() => next,
+                () = until_unavailable(&mut available) => {
+                    tracing::debug!("ACS simulator: unavailable, closing a connection");
+                    return;
+                }
+            };
+            let Some(item) = next else { return };
             let decoded = match item {
                 Err(_) => return,
                 Ok(Err(error)) => {
@@ -614,9 +775,31 @@ impl AcsSimulator {
                 return Some(RequestScResend::default().to_message());
             }
         };
+        let entry = SimTransaction::of(&typed);
         let mut state = lock(&self.control.state);
         *state.executed.entry(request.command).or_default() += 1;
-        state.handle(typed).map(|m| m.to_message())
+        let response = state.handle(typed)?;
+        if let Some(mut entry) = entry {
+            entry.ok = match &response {
+                AnyMessage::CheckoutResponse(r) => r.ok,
+                AnyMessage::CheckinResponse(r) => r.ok,
+                AnyMessage::RenewResponse(r) => r.ok,
+                _ => false,
+            };
+            if state.transactions.len() >= TRANSACTION_LOG_LIMIT {
+                state.transactions.pop_front();
+            }
+            state.transactions.push_back(entry);
+        }
+        Some(response.to_message())
+    }
+}
+
+/// Returns once the simulator is (or becomes) unavailable.
+async fn until_unavailable(available: &mut tokio::sync::watch::Receiver<bool>) {
+    if available.wait_for(|up| !*up).await.is_err() {
+        // The control handle is gone (it cannot be while serving): never unavailable.
+        std::future::pending::<()>().await;
     }
 }
 
@@ -790,6 +973,8 @@ impl State {
                 ) {
                     (None, _) => Some("Unknown patron"),
                     (_, None) => Some("Unknown item"),
+                    // No block: it already happened at the terminal; record it (module docs).
+                    _ if r.no_block => None,
                     (Some(p), _) if p.blocked => Some("Patron blocked"),
                     (Some(p), Some(_))
                         if p.pin.is_some()
@@ -829,13 +1014,27 @@ impl State {
                     response.title_identifier.clone_from(&item.config.title);
                     response.media_type = Some(item.config.media_type.clone());
                     if refusal.is_none() {
-                        response.renewal_ok = item.config.charged_to.is_some();
+                        let previous = item.config.charged_to.take();
+                        response.renewal_ok = previous.as_deref() == Some(&r.patron_identifier);
+                        if previous.is_some() && !response.renewal_ok {
+                            // Only a no-block checkout gets here: the stale loan ends.
+                            response.screen_message.push("Previous loan ended".into());
+                        }
                         item.config.charged_to = Some(r.patron_identifier.clone());
                         if item.config.hold_for.as_deref() == Some(&r.patron_identifier) {
                             item.config.hold_for = None;
+                        } else if item.config.hold_for.is_some() {
+                            response
+                                .screen_message
+                                .push("Item on hold for another patron".into());
                         }
                         item.config.transit_to = None;
-                        let due = due_in_days(14);
+                        let given = r.nb_due_date.trim();
+                        let due = if r.no_block && !given.is_empty() {
+                            r.nb_due_date.clone()
+                        } else {
+                            due_in_days(14)
+                        };
                         item.due_date = Some(due.clone());
                         response.due_date = due;
                         response.ok = true;
@@ -874,6 +1073,13 @@ impl State {
                         response.sort_bin = Some(bins.exception);
                         response.alert_type = Some("99".into());
                         response.screen_message = vec!["Unknown item".into()];
+                    }
+                    Some(item) if item.config.missing => {
+                        response.sort_bin = Some(bins.exception);
+                        response.alert_type = Some("99".into());
+                        response.title_identifier = Some(item.config.title.clone());
+                        response.screen_message =
+                            vec!["Item is recorded as missing: give it to staff".into()];
                     }
                     Some(item) => {
                         response.ok = true;
@@ -917,8 +1123,11 @@ impl State {
                 match self.items.get(&r.item_identifier) {
                     None => response.screen_message = vec!["Unknown item".into()],
                     Some(item) => {
-                        // §1.7: 04 charged, 08 waiting on hold shelf, 10 in transit, 03 available.
-                        response.circulation_status = if item.config.charged_to.is_some() {
+                        // §1.7: 13 missing, 04 charged, 08 waiting on hold shelf, 10 in
+                        // transit, 03 available.
+                        response.circulation_status = if item.config.missing {
+                            13
+                        } else if item.config.charged_to.is_some() {
                             4
                         } else if item.config.hold_for.is_some() {
                             8

@@ -12,10 +12,18 @@
 //! A checkout (11) or checkin (09) whose answer never came is **not** sent again: the task
 //! reconnects, asks Item Information (17) and reports what the ACS says actually happened
 //! ([`Completion::Recovered`]); if even that fails the error says the outcome is unknown.
+//!
+//! Transactions accepted while the ACS was offline are replayed with
+//! [`Sip2Pool::checkout_offline`] and [`Sip2Pool::checkin_offline`]: no block `Y` (it already
+//! happened) and the original dates, with the same recovery when the answer is lost.
+//!
+//! An idle connection watches its socket: when the ACS closes it, the pool goes offline (and
+//! reconnects) at once instead of finding out with the next request, which would then be a
+//! checkout of unknown outcome rather than one that was never sent.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -29,8 +37,8 @@ use crate::codec::{CodecError, Sip2Codec};
 use crate::dialect::{Dialect, DialectError, NbDueDate, Sip2PeerConfig};
 use crate::frame::{
     AcsStatus, BLANK_DATETIME, BlockPatron, Checkin, CheckinResponse, Checkout, CheckoutResponse,
-    Command, EndPatronSession, EndSessionResponse, FeePaid, FeePaidResponse, FrameError, Hold,
-    HoldResponse, ItemInformation, ItemInformationResponse, ItemStatusUpdate,
+    Command, EndPatronSession, EndSessionResponse, FeePaid, FeePaidResponse, Field, FieldId,
+    FrameError, Hold, HoldResponse, ItemInformation, ItemInformationResponse, ItemStatusUpdate,
     ItemStatusUpdateResponse, Login, LoginResponse, Message, PatronEnable, PatronEnableResponse,
     PatronInformation, PatronInformationResponse, PatronStatus, PatronStatusResponse, Renew,
     RenewAll, RenewAllResponse, RenewResponse, RequestAcsResend, ScStatus, Sip2Message, Trailer,
@@ -319,8 +327,23 @@ pub enum Direction {
     Received,
 }
 
-/// Sees every frame of a session (already redacted when printed with `Display`).
-pub type Tap = Arc<dyn Fn(Direction, &Message) + Send + Sync>;
+/// One frame as it went over the wire, for a tap (`rfidgw sip2 --raw`).
+#[derive(Debug, Clone, Copy)]
+pub struct WireFrame<'a> {
+    /// Which way it went.
+    pub direction: Direction,
+    /// The bytes as sent or received, in the peer's character set, without the terminator.
+    /// They hold passwords (CO, AC, AD): whoever shows them redacts those.
+    pub bytes: &'a [u8],
+    /// The message: as built before encoding (sent), as read (received); `None` when a
+    /// received frame could not be read at all.
+    pub message: Option<&'a Message>,
+    /// Why a received frame was not accepted (a wrong checksum, …): a 97 asks for it again.
+    pub rejected: Option<&'a FrameError>,
+}
+
+/// Sees every frame of a session, sent and received, also those rejected.
+pub type Tap = Arc<dyn Fn(&WireFrame<'_>) + Send + Sync>;
 
 /// One lock-step SIP2 session over any byte stream.
 pub struct Session<S> {
@@ -382,14 +405,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.request_timeout = timeout;
     }
 
+    /// Shows the tap the frame the codec read last, with what was made of it.
+    fn tap_received(&self, message: Option<&Message>, rejected: Option<&FrameError>) {
+        if let Some(tap) = &self.tap {
+            tap(&WireFrame {
+                direction: Direction::Received,
+                bytes: self.framed.codec().last_frame(),
+                message,
+                rejected,
+            });
+        }
+    }
+
     async fn send(&mut self, message: &Message, command: Command) -> Result<(), Sip2Error> {
         if let Some(tap) = &self.tap {
-            tap(Direction::Sent, message);
+            // Encoded here as the codec will (deterministic), only when someone looks.
+            let bytes = message
+                .encode(&self.dialect.wire_format())
+                .unwrap_or_default();
+            tap(&WireFrame {
+                direction: Direction::Sent,
+                bytes: &bytes,
+                message: Some(message),
+                rejected: None,
+            });
         }
         self.framed.send(message).await.map_err(|e| match e {
             CodecError::Io(source) => Sip2Error::Io { command, source },
             CodecError::Frame(e) => Sip2Error::Encode(e),
         })
+    }
+
+    /// Waits, while no request is outstanding, until the line breaks: the ACS closed it or
+    /// reading failed; returns why. A frame that arrives unasked is dropped (an ACS only
+    /// answers, §1.2), so it cannot pass for the answer to the next request. Cancel-safe:
+    /// bytes already read stay in the codec's buffer.
+    async fn idle_until_broken(&mut self) -> String {
+        loop {
+            match self.framed.next().await {
+                None => return "SIP2 server closed the idle connection".to_owned(),
+                Some(Err(CodecError::Io(error))) => {
+                    return format!("reading the idle SIP2 connection failed: {error}");
+                }
+                Some(Err(CodecError::Frame(error))) => {
+                    return format!("unreadable data on the idle SIP2 connection: {error}");
+                }
+                Some(Ok(Err(error))) => {
+                    self.tap_received(None, Some(&error));
+                    tracing::debug!(%error, "SIP2: unreadable unsolicited frame dropped");
+                }
+                Some(Ok(Ok(decoded))) => {
+                    self.tap_received(Some(&decoded.message), None);
+                    tracing::debug!(command = %decoded.message.command, "SIP2: unsolicited frame dropped");
+                }
+            }
+        }
     }
 
     /// Sends one request and returns its response: 97 on an unreadable response, resend on
@@ -425,6 +495,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Ok(Some(Err(CodecError::Frame(e)) | Ok(Err(e)))) => Err(e),
                 Ok(Some(Ok(Ok(decoded)))) => Ok(decoded.message),
             };
+            match &item {
+                Ok(message) => self.tap_received(Some(message), None),
+                Err(problem) => self.tap_received(None, Some(problem)),
+            }
             match item {
                 Err(problem) => {
                     if asked >= MAX_RESENDS {
@@ -446,9 +520,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.send(&again, command).await?;
                 }
                 Ok(response) => {
-                    if let Some(tap) = &self.tap {
-                        tap(Direction::Received, &response);
-                    }
                     if response.command == Command::RequestScResend {
                         if resent >= MAX_RESENDS {
                             return Err(Sip2Error::ResendLimit { command });
@@ -509,13 +580,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// 99 SC Status (protocol version 2.00, §1.4) → 98 ACS Status.
     pub async fn sc_status(&mut self) -> Result<AcsStatus, Sip2Error> {
-        self.call(&ScStatus {
+        self.sc_status_answer().await.map(|(status, _)| status)
+    }
+
+    /// 99 → 98 like [`Session::sc_status`], with the 98 as it was read: its sequence
+    /// number (AY) and every field in wire order, which the typed status does not keep.
+    pub async fn sc_status_answer(&mut self) -> Result<(AcsStatus, Message), Sip2Error> {
+        let request = ScStatus {
             status_code: 0,
             max_print_width: 80,
             protocol_version: "2.00".into(),
             extra: Vec::new(),
-        })
-        .await
+        };
+        let response = self.transact(request.to_message()).await?;
+        let status = AcsStatus::from_message(&response).map_err(Sip2Error::Decode)?;
+        Ok((status, response))
     }
 }
 
@@ -553,11 +632,36 @@ pub enum HoldMode {
     Change,
 }
 
+/// `at` in the library's local time; UTC when the local offset cannot be found (as for
+/// [`Requests`]' own "now"), and clamped to what `time` can represent.
+fn local_time(at: SystemTime) -> time::OffsetDateTime {
+    let epoch = time::OffsetDateTime::UNIX_EPOCH;
+    let utc = match at.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => time::Duration::try_from(after)
+            .ok()
+            .and_then(|d| epoch.checked_add(d))
+            .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc()),
+        Err(before) => time::Duration::try_from(before.duration())
+            .ok()
+            .and_then(|d| epoch.checked_sub(d))
+            .unwrap_or_else(|| time::PrimitiveDateTime::MIN.assume_utc()),
+    };
+    time::UtcOffset::local_offset_at(utc)
+        .ok()
+        .and_then(|offset| utc.checked_to_offset(offset))
+        .unwrap_or(utc)
+}
+
 impl Requests {
     fn now() -> String {
         sip_datetime(
             time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc()),
         )
+    }
+
+    /// `at` as an 18-character SIP2 date in the library's local time, like [`Self::now`].
+    fn at(at: SystemTime) -> String {
+        sip_datetime(local_time(at))
     }
 
     fn ac(&self) -> Option<Secret> {
@@ -639,12 +743,61 @@ impl Requests {
         .to_message()
     }
 
+    /// 11 Checkout of a loan made while the ACS was offline: no block `Y` (the ACS must
+    /// record it, not decide it), the original transaction date `at`, and as nb due date
+    /// the due date the patron was given, `due`. The nb due date is filled whatever the
+    /// dialect sends on online checkouts: it is what the spec has the field for. No PIN
+    /// and no fee acknowledgement: the patron is no longer at the terminal.
+    pub fn checkout_offline(
+        &self,
+        patron: &str,
+        item: &str,
+        at: SystemTime,
+        due: SystemTime,
+    ) -> Message {
+        Checkout {
+            sc_renewal_policy: true,
+            no_block: true,
+            nb_due_date: Self::at(due),
+            transaction_date: Self::at(at),
+            institution_id: self.institution.clone(),
+            patron_identifier: patron.to_owned(),
+            item_identifier: item.to_owned(),
+            terminal_password: self.terminal_password.clone(),
+            item_properties: None,
+            patron_password: None,
+            fee_acknowledged: None,
+            cancel: None,
+            extra: Vec::new(),
+        }
+        .to_message()
+    }
+
     /// 09 Checkin.
     pub fn checkin(&self, item: &str) -> Message {
+        let date = Self::now();
+        self.checkin_message(item, false, date.clone(), date)
+    }
+
+    /// 09 Checkin of a return taken while the ACS was offline: no block `Y`, and both the
+    /// transaction date and the return date are the original moment `at` (so the ACS
+    /// charges no fine for the days the ILS was unreachable).
+    pub fn checkin_offline(&self, item: &str, at: SystemTime) -> Message {
+        let date = Self::at(at);
+        self.checkin_message(item, true, date.clone(), date)
+    }
+
+    fn checkin_message(
+        &self,
+        item: &str,
+        no_block: bool,
+        transaction_date: String,
+        return_date: String,
+    ) -> Message {
         Checkin {
-            no_block: false,
-            transaction_date: Self::now(),
-            return_date: Self::now(),
+            no_block,
+            transaction_date,
+            return_date,
             current_location: self.location.clone(),
             institution_id: self.institution.clone(),
             item_identifier: item.to_owned(),
@@ -816,6 +969,47 @@ impl Requests {
     }
 }
 
+impl Requests {
+    /// A request another SC sent, made fit for this peer (see [`Sip2Pool::relay`]).
+    pub fn adapt(&self, mut message: Message) -> Message {
+        let mut has_ac = false;
+        for field in &mut message.fields {
+            if field.id == FieldId::AO {
+                field.value.clone_from(&self.institution);
+            } else if field.id == FieldId::AC {
+                self.terminal_password.expose().clone_into(&mut field.value);
+                has_ac = true;
+            }
+        }
+        // Requests whose spec layout carries AC: send it when this peer wants it always.
+        let carries_ac = !matches!(
+            message.command,
+            Command::Login | Command::ScStatus | Command::RequestAcsResend
+        );
+        if carries_ac && !has_ac && self.ac().is_some() {
+            message
+                .fields
+                .push(Field::new(FieldId::AC, self.terminal_password.expose()));
+        }
+        // nb due date (11, 29): fixed field 4 (after 1 + 1 + 18 characters).
+        if matches!(message.command, Command::Checkout | Command::Renew)
+            && self.dialect.nb_due_date == NbDueDate::Filled
+        {
+            let chars: Vec<char> = message.fixed.chars().collect();
+            if chars.len() == 38 && chars[20..].iter().all(|c| *c == ' ') {
+                let date: String = chars[2..20].iter().collect();
+                let date = if date.trim().is_empty() {
+                    Self::now()
+                } else {
+                    date
+                };
+                message.fixed = chars[..20].iter().collect::<String>() + &date;
+            }
+        }
+        message
+    }
+}
+
 /// BP/BQ: the first 20 entries of the selected list (only sent when a list is selected).
 fn summary_range(selected: bool) -> (Option<String>, Option<String>) {
     if selected {
@@ -941,6 +1135,17 @@ impl Connector {
         &self,
         tap: Option<Tap>,
     ) -> Result<(Session<BoxStream>, AcsStatus), Sip2Error> {
+        self.connect_answered(tap)
+            .await
+            .map(|(session, status, _)| (session, status))
+    }
+
+    /// [`Connector::connect`], also returning the 98 as it was read (see
+    /// [`Session::sc_status_answer`]).
+    pub async fn connect_answered(
+        &self,
+        tap: Option<Tap>,
+    ) -> Result<(Session<BoxStream>, AcsStatus, Message), Sip2Error> {
         let stream = self.open().await?;
         let mut session = Session::new(
             stream,
@@ -961,11 +1166,11 @@ impl Connector {
                 )
                 .await?;
         }
-        let status = session.sc_status().await?;
+        let (status, answer) = session.sc_status_answer().await?;
         if self.configured_timeout().is_none() {
             session.set_request_timeout(timeout_from_acs(status.timeout_period));
         }
-        Ok((session, status))
+        Ok((session, status, answer))
     }
 }
 
@@ -1077,6 +1282,13 @@ impl StatusCell {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    fn state(&self) -> PeerState {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .state
     }
 }
 
@@ -1199,6 +1411,15 @@ async fn connection_task(
     }
 }
 
+/// What woke an idle connection.
+enum Idle {
+    Shutdown,
+    /// The ACS closed the line or reading it failed.
+    Broken(String),
+    Job(Option<Job>),
+    KeepAlive,
+}
+
 async fn serve(
     connector: &Connector,
     session: &mut Session<BoxStream>,
@@ -1208,17 +1429,26 @@ async fn serve(
     let keepalive = connector.dialect.keepalive;
     let mut idle_until = Instant::now() + keepalive;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return ServeEnd::Shutdown,
-            () = tokio::time::sleep_until(idle_until) => {
+        // Biased: a line the ACS closed is noticed before a waiting job is sent down it, so
+        // that job is answered "offline" (not sent) instead of "outcome unknown".
+        let next = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => Idle::Shutdown,
+            reason = session.idle_until_broken() => Idle::Broken(reason),
+            job = rx.recv() => Idle::Job(job),
+            () = tokio::time::sleep_until(idle_until) => Idle::KeepAlive,
+        };
+        match next {
+            Idle::Shutdown | Idle::Job(None) => return ServeEnd::Shutdown,
+            Idle::Broken(reason) => return ServeEnd::Broken(reason),
+            Idle::KeepAlive => {
                 // Keep the session alive (§1.4: 99 every few minutes).
                 if let Err(error) = session.sc_status().await {
                     return ServeEnd::Broken(error_chain(&error));
                 }
                 idle_until = Instant::now() + keepalive;
             }
-            job = rx.recv() => {
-                let Some(job) = job else { return ServeEnd::Shutdown };
+            Idle::Job(Some(job)) => {
                 let command = job.message.command;
                 match session.transact(job.message).await {
                     Ok(response) => {
@@ -1227,7 +1457,11 @@ async fn serve(
                     }
                     Err(error) if error.breaks_connection() => {
                         let Some(item) = job.recover_item else {
-                            Sip2Event::RequestFailed { command, error: &error }.emit(&connector.metrics);
+                            Sip2Event::RequestFailed {
+                                command,
+                                error: &error,
+                            }
+                            .emit(&connector.metrics);
                             let text = error_chain(&error);
                             let _ = job.reply.send(Err(error));
                             return ServeEnd::Broken(text);
@@ -1241,23 +1475,39 @@ async fn serve(
                         match recover(connector, &item, shutdown).await {
                             Ok((fresh, info)) => {
                                 *session = fresh;
-                                Sip2Event::OutcomeRecovered { command, item: &item }.emit(&connector.metrics);
+                                Sip2Event::OutcomeRecovered {
+                                    command,
+                                    item: &item,
+                                }
+                                .emit(&connector.metrics);
                                 let _ = job.reply.send(Ok(Reply::Recovered(info)));
                             }
                             Err(second) => {
                                 let unknown = Sip2Error::OutcomeUnknown {
                                     command,
                                     item,
-                                    reason: format!("{}; then {}", error_chain(&error), error_chain(&second)),
+                                    reason: format!(
+                                        "{}; then {}",
+                                        error_chain(&error),
+                                        error_chain(&second)
+                                    ),
                                 };
-                                Sip2Event::RequestFailed { command, error: &unknown }.emit(&connector.metrics);
+                                Sip2Event::RequestFailed {
+                                    command,
+                                    error: &unknown,
+                                }
+                                .emit(&connector.metrics);
                                 let _ = job.reply.send(Err(unknown));
                                 return ServeEnd::Broken(error_chain(&error));
                             }
                         }
                     }
                     Err(error) => {
-                        Sip2Event::RequestFailed { command, error: &error }.emit(&connector.metrics);
+                        Sip2Event::RequestFailed {
+                            command,
+                            error: &error,
+                        }
+                        .emit(&connector.metrics);
                         let _ = job.reply.send(Err(error));
                     }
                 }
@@ -1284,6 +1534,17 @@ async fn recover(
         () = shutdown.cancelled() => Err(Sip2Error::Shutdown),
         result = attempt => result,
     }
+}
+
+/// A lost checkout took effect when the item is charged: §1.7 circulation status 04
+/// charged, 05 charged (not to be recalled).
+fn charged(status: u32) -> bool {
+    matches!(status, 4 | 5)
+}
+
+/// A lost checkin took effect when the item is known (not 01 other) and no longer charged.
+fn discharged(status: u32) -> bool {
+    !matches!(status, 1 | 4 | 5)
 }
 
 /// A small pool of SIP2 connections to one ACS; cheap to clone.
@@ -1371,6 +1632,14 @@ impl Sip2Pool {
             }
             notified.await;
         }
+    }
+
+    /// Whether at least one connection is logged in (no I/O; a line the ACS closed counts
+    /// as down as soon as the connection task sees it).
+    pub fn is_online(&self) -> bool {
+        self.conns
+            .iter()
+            .any(|c| c.status.state() == PeerState::Online)
     }
 
     /// The peer's state for the status API and systemd `STATUS=`.
@@ -1486,6 +1755,35 @@ impl Sip2Pool {
         }
     }
 
+    /// Relays a request another SC sent (the server face): the message goes to this ACS
+    /// with this peer's institution (AO) and terminal password (AC) in place of the
+    /// kiosk's, AC added where this peer's dialect wants it, and a blank nb due date
+    /// filled where this peer refuses blanks; every other field (the patron's PIN too)
+    /// goes as it came, and the answer comes back as the ACS sent it. A checkout or checkin
+    /// is never resent blindly: a lost answer is recovered through item information, as
+    /// for [`Sip2Pool::checkout`].
+    pub async fn relay(&self, message: Message) -> Result<Completion<Message>, Sip2Error> {
+        let message = self.requests().adapt(message);
+        let command = message.command;
+        let item = matches!(command, Command::Checkout | Command::Checkin)
+            .then(|| message.field(FieldId::AB).unwrap_or_default().to_owned());
+        match self.submit(message, item).await? {
+            Reply::Answered(m) => Ok(Completion::Answered(m)),
+            Reply::Recovered(m) => {
+                let item = ItemInformationResponse::from_message(&m).map_err(Sip2Error::Decode)?;
+                let applied = if command == Command::Checkout {
+                    charged(item.circulation_status)
+                } else {
+                    discharged(item.circulation_status)
+                };
+                Ok(Completion::Recovered {
+                    item: Box::new(item),
+                    applied,
+                })
+            }
+        }
+    }
+
     /// 99 → 98 ACS Status.
     pub async fn acs_status(&self) -> Result<AcsStatus, Sip2Error> {
         self.typed(
@@ -1531,17 +1829,37 @@ impl Sip2Pool {
         let message = self
             .requests()
             .checkout(patron, item, pin, fee_acknowledged);
-        // §1.7 circulation status 04 charged, 05 charged (not to be recalled).
-        self.circulation(message, item, |s| matches!(s, 4 | 5))
-            .await
+        self.circulation(message, item, charged).await
+    }
+
+    /// 11 → 12 Checkout of a loan made offline at `at`, due at `due` (no block `Y`, see
+    /// [`Requests::checkout_offline`]); never resent blindly (see [`Completion`]).
+    pub async fn checkout_offline(
+        &self,
+        patron: &str,
+        item: &str,
+        at: SystemTime,
+        due: SystemTime,
+    ) -> Result<Completion<CheckoutResponse>, Sip2Error> {
+        let message = self.requests().checkout_offline(patron, item, at, due);
+        self.circulation(message, item, charged).await
     }
 
     /// 09 → 10 Checkin; never resent blindly (see [`Completion`]).
     pub async fn checkin(&self, item: &str) -> Result<Completion<CheckinResponse>, Sip2Error> {
         let message = self.requests().checkin(item);
-        // Known (not 01 other) and no longer charged.
-        self.circulation(message, item, |s| !matches!(s, 1 | 4 | 5))
-            .await
+        self.circulation(message, item, discharged).await
+    }
+
+    /// 09 → 10 Checkin of a return taken offline at `at` (no block `Y`, see
+    /// [`Requests::checkin_offline`]); never resent blindly (see [`Completion`]).
+    pub async fn checkin_offline(
+        &self,
+        item: &str,
+        at: SystemTime,
+    ) -> Result<Completion<CheckinResponse>, Sip2Error> {
+        let message = self.requests().checkin_offline(item, at);
+        self.circulation(message, item, discharged).await
     }
 
     /// 17 → 18 Item Information.
@@ -1636,5 +1954,133 @@ impl Sip2Pool {
         pin: Option<&Secret>,
     ) -> Result<PatronEnableResponse, Sip2Error> {
         self.typed(self.requests().patron_enable(patron, pin)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::Profile;
+    use crate::frame::WireFormat;
+
+    fn requests(profile: Profile) -> Requests {
+        Requests {
+            institution: "DEMO".into(),
+            terminal_password: Secret::default(),
+            location: "BR1".into(),
+            dialect: Dialect::preset(profile),
+        }
+    }
+
+    /// 2024-03-05 10:20:30 UTC and 2024-03-26 (three weeks later).
+    fn moments() -> (SystemTime, SystemTime) {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_709_634_030);
+        (at, at + Duration::from_hours(21 * 24))
+    }
+
+    fn expected(at: SystemTime) -> String {
+        let utc = time::OffsetDateTime::from(at);
+        let offset = time::UtcOffset::local_offset_at(utc).unwrap_or(time::UtcOffset::UTC);
+        sip_datetime(utc.to_offset(offset))
+    }
+
+    fn wire(message: &Message) -> String {
+        String::from_utf8(message.encode(&WireFormat::default()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_offline_checkout_says_no_block_and_carries_its_original_and_due_dates() {
+        let (at, due) = moments();
+        let message = requests(Profile::Generic).checkout_offline("P1001", "I0001", at, due);
+        let frame = wire(&message);
+        // 11, SC renewal policy Y, no block Y, transaction date, nb due date (§2.00 11).
+        assert_eq!(frame.get(..4), Some("11YY"), "{frame}");
+        assert_eq!(frame.get(4..22), Some(expected(at).as_str()), "{frame}");
+        assert_eq!(frame.get(22..40), Some(expected(due).as_str()), "{frame}");
+        assert!(frame.get(4..10) == Some("202403"), "{frame}");
+        assert!(
+            frame.contains("|AAP1001|") && frame.contains("|ABI0001|"),
+            "{frame}"
+        );
+        assert!(!frame.contains("|AD"), "no PIN on a replay: {frame}");
+        assert!(!frame.contains("|BO"), "no fee acknowledgement: {frame}");
+        let typed = Checkout::from_message(&message).unwrap();
+        assert!(typed.no_block);
+        assert_eq!(typed.transaction_date, expected(at));
+        assert_eq!(typed.nb_due_date, expected(due));
+    }
+
+    #[test]
+    fn an_offline_checkout_sends_its_due_date_even_where_online_checkouts_leave_it_blank() {
+        let (at, due) = moments();
+        let koha = requests(Profile::Koha);
+        let online = Checkout::from_message(&koha.checkout("P1001", "I0001", None, false)).unwrap();
+        assert_eq!(online.nb_due_date, BLANK_DATETIME);
+        assert!(!online.no_block);
+        let offline =
+            Checkout::from_message(&koha.checkout_offline("P1001", "I0001", at, due)).unwrap();
+        assert_eq!(offline.nb_due_date, expected(due));
+        assert!(offline.no_block);
+    }
+
+    #[test]
+    fn an_offline_checkin_says_no_block_and_returns_on_its_original_date() {
+        let (at, _) = moments();
+        let message = requests(Profile::Generic).checkin_offline("I0004", at);
+        let frame = wire(&message);
+        // 09, no block Y, transaction date, return date (§2.00 09).
+        assert_eq!(frame.get(..3), Some("09Y"), "{frame}");
+        assert_eq!(frame.get(3..21), Some(expected(at).as_str()), "{frame}");
+        assert_eq!(frame.get(21..39), Some(expected(at).as_str()), "{frame}");
+        assert!(
+            frame.contains("APBR1|") && frame.contains("|ABI0004|"),
+            "{frame}"
+        );
+        let typed = Checkin::from_message(&message).unwrap();
+        assert!(typed.no_block);
+        assert_eq!(typed.return_date, typed.transaction_date);
+    }
+
+    #[test]
+    fn online_checkins_and_checkouts_keep_no_block_off() {
+        let r = requests(Profile::Generic);
+        assert_eq!(wire(&r.checkin("I0001")).get(..3), Some("09N"));
+        assert_eq!(
+            wire(&r.checkout("P1001", "I0001", None, false)).get(..4),
+            Some("11YN")
+        );
+    }
+
+    #[test]
+    fn moments_out_of_range_become_clamped_dates_not_panics() {
+        let far = Duration::from_secs(1 << 50);
+        let future = SystemTime::UNIX_EPOCH.checked_add(far).unwrap();
+        let past = SystemTime::UNIX_EPOCH.checked_sub(far).unwrap();
+        assert_eq!(Requests::at(future).len(), 18);
+        assert!(Requests::at(future).starts_with("9999"));
+        assert_eq!(Requests::at(past).len(), 18);
+        let epoch = Requests::at(SystemTime::UNIX_EPOCH);
+        assert!(
+            epoch.starts_with("1970") || epoch.starts_with("1969"),
+            "{epoch}"
+        );
+    }
+
+    #[test]
+    fn lost_checkouts_count_when_charged_and_lost_checkins_when_not() {
+        for (status, out, back) in [
+            (1, false, false),
+            (3, false, true),
+            (4, true, false),
+            (5, true, false),
+            (8, false, true),
+            (10, false, true),
+        ] {
+            assert_eq!(
+                (charged(status), discharged(status)),
+                (out, back),
+                "{status}"
+            );
+        }
     }
 }

@@ -75,6 +75,9 @@ pub struct Sip2Codec {
     discarding: bool,
     junk_bytes: u64,
     junk_logged: bool,
+    /// The bytes of the last frame decoded (without junk and terminator), for a wire tap:
+    /// kept also when the frame was rejected, so that what failed can be shown.
+    last_frame: bytes::Bytes,
 }
 
 /// One frame received: the message and its checksum verdict, or why it was rejected.
@@ -92,6 +95,7 @@ impl Sip2Codec {
             discarding: false,
             junk_bytes: 0,
             junk_logged: false,
+            last_frame: bytes::Bytes::new(),
         }
     }
 
@@ -112,6 +116,13 @@ impl Sip2Codec {
         self.junk_bytes
     }
 
+    /// The bytes of the frame the last decoded item came from, as received (leading junk
+    /// and the terminator removed), whether it was accepted or not; empty after a frame
+    /// too long to keep.
+    pub fn last_frame(&self) -> &[u8] {
+        &self.last_frame
+    }
+
     fn count_junk(&mut self, n: usize) {
         if n == 0 {
             return;
@@ -126,7 +137,7 @@ impl Sip2Codec {
         }
     }
 
-    fn parse(&mut self, line: &[u8]) -> Option<Received> {
+    fn parse(&mut self, line: &bytes::Bytes) -> Option<Received> {
         // Leading junk: line breaks and NULs silently (CRLF peers), anything else counted.
         let start = line.iter().position(u8::is_ascii_digit)?;
         let junk = line
@@ -136,8 +147,13 @@ impl Sip2Codec {
             .filter(|b| !matches!(b, b'\n' | b'\r' | b'\0' | b' ' | b'\t'))
             .count();
         self.count_junk(junk);
-        let frame = line.get(start..).unwrap_or_default();
-        let frame = frame.strip_suffix(b"\n").unwrap_or(frame);
+        let mut end = line.len();
+        if line.ends_with(b"\n") {
+            end -= 1;
+        }
+        // A cheap clone (a reference count), so the tap costs nothing when unused.
+        self.last_frame = line.slice(start.min(end)..end);
+        let frame = self.last_frame.as_ref();
         Some(
             Message::decode(frame, &self.format).and_then(|decoded| match decoded.checksum {
                 ChecksumStatus::Invalid { printed, computed }
@@ -200,6 +216,7 @@ impl Decoder for Sip2Codec {
                     buf.clear();
                     self.scanned = 0;
                     self.discarding = true;
+                    self.last_frame = bytes::Bytes::new();
                     return Ok(Some(Err(FrameError::TooLong {
                         len,
                         max: self.max_len,
@@ -221,6 +238,7 @@ impl Decoder for Sip2Codec {
             }
             if line.len() > self.max_len {
                 self.count_junk(line.len());
+                self.last_frame = bytes::Bytes::new();
                 return Ok(Some(Err(FrameError::TooLong {
                     len: line.len(),
                     max: self.max_len,

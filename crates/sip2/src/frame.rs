@@ -121,6 +121,10 @@ macro_rules! field_ids {
                 pub const $id: FieldId = FieldId(*stringify!($id).as_bytes().first_chunk::<2>().unwrap());
             )*
         }
+
+        /// Every field id this crate knows with its name in words, as SIP2 2.00 (§1.6,
+        /// §1.8) and the vendor extensions name them: `("AO", "institution id")`, …
+        pub const FIELD_NAMES: &[(FieldId, &str)] = &[$((FieldId::$id, $doc),)*];
     };
 }
 
@@ -160,6 +164,24 @@ impl FieldId {
     pub fn as_str(&self) -> &str {
         // Always two ASCII bytes: built from validated input or the constants above.
         std::str::from_utf8(&self.0).unwrap_or("??")
+    }
+
+    /// The field's name in words (`institution id`; a vendor extension says whose, as
+    /// in `collection code (3M extension)`), `None` for an id SIP2 2.00 and the known
+    /// extensions do not define.
+    pub fn name(self) -> Option<&'static str> {
+        FIELD_NAMES
+            .iter()
+            .find(|(id, _)| *id == self)
+            .map(|(_, name)| *name)
+    }
+
+    /// The field's name as a key: `institution_id`, `collection_code` (without the
+    /// vendor's note), `None` when unknown.
+    pub fn key(self) -> Option<String> {
+        let name = self.name()?;
+        let name = name.split(" (").next().unwrap_or(name);
+        Some(name.replace([' ', '-'], "_"))
     }
 
     /// Whether this field carries a password (CO, AC, AD) that must never be logged.
@@ -715,6 +737,42 @@ pub fn sip_datetime(now: time::OffsetDateTime) -> String {
         now.minute(),
         now.second()
     )
+}
+
+/// Reads an 18-character SIP2 date-time `YYYYMMDDZZZZHHMMSS` (§1.3): a blank zone is the
+/// library's local time (UTC when the local offset cannot be found, as in
+/// [`sip_datetime`]'s callers), `   Z` is UTC. Lenient on the zone as kiosks are: any other
+/// zone text is read as local time. `None` for a blank or malformed date.
+pub fn parse_sip_datetime(text: &str) -> Option<std::time::SystemTime> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 18 {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        let digits = bytes.get(range)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    let year = i32::try_from(number(0..4)?).ok()?;
+    let month = time::Month::try_from(u8::try_from(number(4..6)?).ok()?).ok()?;
+    let day = u8::try_from(number(6..8)?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, day).ok()?;
+    let clock = time::Time::from_hms(
+        u8::try_from(number(12..14)?).ok()?,
+        u8::try_from(number(14..16)?).ok()?,
+        u8::try_from(number(16..18)?).ok()?,
+    )
+    .ok()?;
+    let local = time::PrimitiveDateTime::new(date, clock);
+    let zone = text.get(8..12)?.trim();
+    let offset = if zone == "Z" {
+        time::UtcOffset::UTC
+    } else {
+        time::UtcOffset::local_offset_at(local.assume_utc()).unwrap_or(time::UtcOffset::UTC)
+    };
+    Some(local.assume_offset(offset).into())
 }
 
 /// 18 blanks: an empty date-time (e.g. a blank nb due date or return date).
@@ -1994,6 +2052,25 @@ mod tests {
                 .command(),
                 c
             );
+        }
+    }
+
+    #[test]
+    fn sip_dates_are_read_in_utc_or_local_time_and_round_trip() {
+        use std::time::{Duration, SystemTime};
+        let utc = SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_164_645);
+        assert_eq!(parse_sip_datetime("20240102   Z030405"), Some(utc));
+        let local = time::OffsetDateTime::from(utc);
+        let local =
+            time::UtcOffset::local_offset_at(local).map_or(local, |offset| local.to_offset(offset));
+        assert_eq!(parse_sip_datetime(&sip_datetime(local)), Some(utc));
+        for bad in [
+            BLANK_DATETIME,
+            "2024010    030405",
+            "20241302    030405",
+            "20240102    2504",
+        ] {
+            assert_eq!(parse_sip_datetime(bad), None, "{bad:?}");
         }
     }
 }

@@ -11,7 +11,10 @@
 //! * [`dialect`]: per-ILS profiles and the peer configuration the daemon embeds;
 //! * [`client`]: one task per connection, a cloneable handle and a small pool;
 //! * [`tls`]: rustls client with a CA file or a pinned certificate;
-//! * [`acs_sim`]: an in-memory ACS used by the tests and the demo.
+//! * [`server`]: the server face (kiosks log in to rfidgw as to an ACS): listener,
+//!   lenient request parsing, session state, refusals, kiosk credentials, TLS;
+//! * [`acs_sim`]: an in-memory ACS used by the tests and the demo, with a transaction log
+//!   and an availability switch for offline store-and-forward tests.
 
 pub mod acs_sim;
 pub mod checksum;
@@ -21,9 +24,10 @@ pub mod dialect;
 pub mod encoding;
 pub mod frame;
 pub mod secret;
+pub mod server;
 pub mod tls;
 
-pub use acs_sim::{AcsSimulator, Fault, SimConfig, SimControl};
+pub use acs_sim::{AcsSimulator, Fault, SimConfig, SimControl, SimTransaction};
 pub use client::{Completion, PeerState, PeerStatus, Sip2Error, Sip2Pool};
 pub use codec::{ChecksumPolicy, Sip2Codec};
 pub use dialect::{Dialect, Profile, Sip2PeerConfig};

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::TagModel;
 use crate::isil;
 use crate::owner::OwnerConfig;
 use crate::security::{SecurityConfig, SecurityMode};
@@ -72,6 +73,24 @@ pub enum ConfigError {
 }
 
 impl SiteConfig {
+    /// The DSFID this site gives `model`, if it sets one (ISO 28560-2 and -3 only): what a
+    /// writer puts on a tag together with that model's data.
+    pub fn dsfid_of(&self, model: TagModel) -> Option<u8> {
+        match model {
+            TagModel::Iso28560_2 => self.iso28560_2_dsfid,
+            TagModel::Iso28560_3 => self.iso28560_3_dsfid,
+            _ => None,
+        }
+    }
+
+    /// The model a tag's `dsfid` names under this site's settings. DSFID 00 is what an
+    /// unprogrammed tag reports, so it names a model only when the site configures 00.
+    pub fn model_of_dsfid(&self, dsfid: u8) -> Option<TagModel> {
+        [TagModel::Iso28560_2, TagModel::Iso28560_3]
+            .into_iter()
+            .find(|&model| self.dsfid_of(model) == Some(dsfid))
+    }
+
     /// Checks the settings; the message names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.security.mode == SecurityMode::Afi

@@ -237,27 +237,20 @@ fn detect_no_reading(memory: &[u8]) -> Option<DecodedTag> {
     None
 }
 
-/// The model the tag's DSFID names under the site's settings. DSFID 00 is what an
-/// unprogrammed tag reports, so it names a model only when the site configures 00.
+/// The model the tag's DSFID names under the site's settings
+/// ([`SiteConfig::model_of_dsfid`]).
 fn dsfid_model(hints: &TagHints, site: &SiteConfig) -> Option<TagModel> {
-    let dsfid = hints.dsfid?;
-    if site.iso28560_2_dsfid == Some(dsfid) {
-        Some(TagModel::Iso28560_2)
-    } else if site.iso28560_3_dsfid == Some(dsfid) {
-        Some(TagModel::Iso28560_3)
-    } else {
-        None
-    }
+    site.model_of_dsfid(hints.dsfid?)
 }
 
 /// Why the tag's DSFID rules `model` out: the site configures a DSFID for the model, and
 /// the tag reports another one (00, "not programmed", rules nothing out).
 fn dsfid_rules_out(model: TagModel, hints: &TagHints, site: &SiteConfig) -> Option<String> {
     let dsfid = hints.dsfid.filter(|&d| d != 0)?;
-    let (configured, key) = match model {
-        TagModel::Iso28560_2 => (site.iso28560_2_dsfid?, "tags.iso28560_2_dsfid"),
-        TagModel::Iso28560_3 => (site.iso28560_3_dsfid?, "tags.iso28560_3_dsfid"),
-        _ => return None,
+    let configured = site.dsfid_of(model)?;
+    let key = match model {
+        TagModel::Iso28560_2 => "tags.iso28560_2_dsfid",
+        _ => "tags.iso28560_3_dsfid",
     };
     (dsfid != configured).then(|| {
         format!(

@@ -73,7 +73,9 @@ impl BlockForm {
 pub struct BasicBlock {
     /// Byte 0 as stored: Danish model version (high nibble) and type of usage (low nibble);
     /// ISO 28560-3 content parameter and type of usage. Bibliotheca puts the usage in the
-    /// high nibble, so the byte is kept whole and interpreted by the caller.
+    /// high nibble, so the byte is kept whole and interpreted by the caller. Hex in JSON
+    /// (`"11"`, as the decoded tag's top-level `type_of_usage`); a number reads too.
+    #[serde(with = "crate::config::hex_byte")]
     pub type_of_usage: u8,
     /// Number of parts in the item (byte 1).
     pub parts_in_item: u8,

@@ -390,6 +390,11 @@ pub fn encode(data: &TagData, order: ByteOrder, site: &SiteConfig) -> Result<Vec
 /// Encodes data the way `original` was found: same byte order, same ISO 28560-3 layout
 /// (full or truncated), and for site EPCs the original bytes outside the item id and
 /// security bit.
+///
+/// The bytes only: a writer that puts one ISO 28560 model on a tag whose DSFID names the
+/// other must write the DSFID as well ([`SiteConfig::dsfid_of`] the model written), since
+/// the DSFID settles a tag that both models read and an ISO 28560-3 layout cannot be
+/// varied to keep it from reading as ISO 28560-2 data.
 pub fn encode_like(
     original: &DecodedTag,
     data: &TagData,

@@ -553,3 +553,52 @@ fn foreign_is_true_only_for_another_institutions_item_never_for_a_tag_naming_no_
         assert_eq!(json["foreign"], serde_json::json!(foreign), "{case}");
     }
 }
+
+/// A `tag_decode` fuzz find (this session's campaign): memory whose ISO 28560-3 CRC holds
+/// under DSFID 06, which the site gives ISO 28560-2. As read, it is no ISO 28560-2 data, so
+/// it decodes as ISO 28560-3; rewritten, its 32 bytes (a fixed layout, nothing to vary)
+/// also read as ISO 28560-2 data. Under DSFID 06 they then read as ISO 28560-2, by the
+/// rule that the DSFID settles a tag both models read. A write therefore sets the DSFID of
+/// the model written: with it the tag reads back as written, and with no DSFID it reads
+/// as ambiguous, the ISO 28560-3 reading among the readings, never silently as the other.
+const CAMPAIGN_DSFID_FLIP: &str = "0ec206110144686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868686868681b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b686868686868686868000000680068686868686868686868686868686868686868686868002d000000fff71933383400ffff040404040404040404040404686868002d0000ffff0404040404040404040404040600001a8552a152522a5252520252525252000200";
+
+#[test]
+fn an_iso28560_3_tag_rewritten_under_an_iso28560_2_dsfid_reads_back_only_with_its_own_dsfid() {
+    let (hints, site, memory) = fuzz_hints_and_site(&hex(CAMPAIGN_DSFID_FLIP));
+    assert_eq!(hints.dsfid, Some(0x06));
+    let tag = decode(&memory, &hints, &site);
+    assert_eq!(tag.model, TagModel::Iso28560_3, "{}", tag.reason);
+    let data = tag.data.clone().unwrap();
+    let written = encode_like(&tag, &data, &site).unwrap();
+
+    let under_06 = decode(&written, &hints, &site);
+    assert_eq!(under_06.model, TagModel::Iso28560_2, "{}", under_06.reason);
+    assert!(under_06.reason.contains("DSFID 06"), "{}", under_06.reason);
+
+    let without = TagHints {
+        dsfid: None,
+        ..hints.clone()
+    };
+    let unknown = decode(&written, &without, &site);
+    assert_eq!(unknown.model, TagModel::Ambiguous, "{}", unknown.reason);
+    assert!(unknown.item.is_none());
+    assert!(
+        unknown
+            .readings
+            .iter()
+            .any(|r| r.model == TagModel::Iso28560_3 && r.data == data)
+    );
+
+    let site_3e = SiteConfig {
+        iso28560_3_dsfid: Some(0x3E),
+        ..site.clone()
+    };
+    let with_3e = TagHints {
+        dsfid: Some(0x3E),
+        ..hints.clone()
+    };
+    let own = decode(&written, &with_3e, &site_3e);
+    assert_eq!(own.model, TagModel::Iso28560_3, "{}", own.reason);
+    assert_eq!(own.data, Some(data));
+}

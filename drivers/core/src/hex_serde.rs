@@ -67,6 +67,33 @@ pub mod opt_byte {
     }
 }
 
+/// An optional byte shown to people, as in journal rows and API answers: written `"0x07"`
+/// (a bare `"21"` could be read as decimal), read from any form [`opt_byte`] takes.
+pub mod opt_byte_0x {
+    use super::{ByteText, Deserialize, Deserializer, Serializer, parse_byte};
+
+    /// Reads an optional byte (`"0x07"`, `"07"` or `7`).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+        Option::<ByteText>::deserialize(d)?
+            .map(parse_byte)
+            .transpose()
+    }
+
+    /// Writes an optional byte as `0x` and two upper-case hex digits.
+    #[allow(clippy::ref_option)] // serde's `with` fixes this signature
+    pub fn serialize<S: Serializer>(value: &Option<u8>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.serialize_some(&super::show(*v)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// A byte as people read it in the journal and the API: `0x07`.
+pub fn show(byte: u8) -> String {
+    format!("0x{byte:02X}")
+}
+
 /// A byte string given as hex text (spaces allowed): tag memory in config files.
 pub mod bytes {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -158,6 +185,27 @@ mod tests {
             let parsed = toml::from_str::<Sample>(&format!("address = {n}"));
             proptest::prop_assert_eq!(parsed.is_ok(), (0..=255).contains(&n));
         }
+    }
+
+    #[test]
+    fn bytes_shown_to_people_are_0x_hex_and_every_form_reads_back() {
+        #[derive(Debug, PartialEq, serde::Serialize, Deserialize)]
+        struct Shown {
+            #[serde(default, with = "super::opt_byte_0x")]
+            afi: Option<u8>,
+        }
+        // (JSON read, byte, JSON written)
+        for (read, byte, written) in [
+            (r#"{"afi":"0x07"}"#, Some(0x07), r#"{"afi":"0x07"}"#),
+            (r#"{"afi":"C2"}"#, Some(0xC2), r#"{"afi":"0xC2"}"#),
+            (r#"{"afi":7}"#, Some(0x07), r#"{"afi":"0x07"}"#),
+            (r#"{"afi":null}"#, None, r#"{"afi":null}"#),
+        ] {
+            let shown: Shown = serde_json::from_str(read).unwrap();
+            assert_eq!(shown.afi, byte, "{read}");
+            assert_eq!(serde_json::to_string(&shown).unwrap(), written);
+        }
+        assert!(serde_json::from_str::<Shown>(r#"{"afi":300}"#).is_err());
     }
 
     #[test]

@@ -112,9 +112,11 @@ pub type DeviceId = String;
 pub struct TagRead {
     /// The tag's UID (HF) or EPC (UHF).
     pub uid: Uid,
-    /// Application family identifier, when the reader reported it.
+    /// Application family identifier, when the reader reported it (`"0x07"` in JSON).
+    #[serde(default, with = "hex_serde::opt_byte_0x")]
     pub afi: Option<u8>,
-    /// Data storage format identifier, when the reader reported it.
+    /// Data storage format identifier, when the reader reported it (`"0x00"` in JSON).
+    #[serde(default, with = "hex_serde::opt_byte_0x")]
     pub dsfid: Option<u8>,
     /// The NXP EAS bit, when the reader checked it.
     pub eas: Option<bool>,

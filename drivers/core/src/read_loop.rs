@@ -285,7 +285,7 @@ impl TagValue {
     /// The value as the journal shows it.
     fn describe(&self) -> String {
         match self {
-            Self::Afi(afi) => format!("{afi:02X}"),
+            Self::Afi(afi) => crate::hex_serde::show(*afi),
             Self::Eas(on) => on.to_string(),
             Self::Blocks { data, .. } => hex::encode_upper(data),
         }
@@ -767,7 +767,9 @@ mod write_tests {
             (
                 tag(false, 9, false),
                 Ok(WriteReport {
-                    read_back: ReadBack::Differs { found: "07".into() },
+                    read_back: ReadBack::Differs {
+                        found: "0x07".into(),
+                    },
                     attempts: 3,
                 }),
                 3,
