@@ -23,7 +23,10 @@ pub enum Encoding {
     /// ISO-8859-1 (Latin-1).
     #[serde(alias = "iso-8859-1", alias = "iso8859-1")]
     Latin1,
-    /// GB18030 (superset of GBK), via `encoding_rs`.
+    /// GB18030 (superset of GBK), via `encoding_rs`, with the 2022 edition's mapping: the
+    /// private-use characters in [`GB18030_2022_REMAPPED`] come back as the standard
+    /// characters that edition gave their bytes, and U+E5E5, which has no bytes, is sent
+    /// as `?`. Every other character round-trips.
     Gb18030,
     /// GBK, via `encoding_rs`; characters outside GBK are sent as `?`.
     Gbk,
@@ -31,6 +34,31 @@ pub enum Encoding {
     /// else becomes `?`. Incoming bytes above 0x7F are read as Latin-1.
     Ascii,
 }
+
+/// Private-use characters whose GB18030-2005 bytes GB18030-2022 assigned to standard
+/// characters (vertical presentation forms and CJK ideographs), as (sent, received back).
+/// A peer's library system stores the received one; nothing in library data should use
+/// the private-use area, so this matters only for tests and the curious.
+pub const GB18030_2022_REMAPPED: [(char, char); 18] = [
+    ('\u{E78D}', '\u{FE10}'),
+    ('\u{E78E}', '\u{FE12}'),
+    ('\u{E78F}', '\u{FE11}'),
+    ('\u{E790}', '\u{FE13}'),
+    ('\u{E791}', '\u{FE14}'),
+    ('\u{E792}', '\u{FE15}'),
+    ('\u{E793}', '\u{FE16}'),
+    ('\u{E794}', '\u{FE17}'),
+    ('\u{E795}', '\u{FE18}'),
+    ('\u{E796}', '\u{FE19}'),
+    ('\u{E81E}', '\u{9FB4}'),
+    ('\u{E826}', '\u{9FB5}'),
+    ('\u{E82B}', '\u{9FB6}'),
+    ('\u{E82C}', '\u{9FB7}'),
+    ('\u{E832}', '\u{9FB8}'),
+    ('\u{E843}', '\u{9FB9}'),
+    ('\u{E854}', '\u{9FBA}'),
+    ('\u{E864}', '\u{9FBB}'),
+];
 
 /// A byte sequence that is not valid in the peer's character set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,26 +182,30 @@ impl Encoding {
                 }
                 out
             }
-            Self::Gb18030 => {
-                let (bytes, _, _) = encoding_rs::GB18030.encode(text);
-                bytes.into_owned()
-            }
-            Self::Gbk => {
-                let mut out = Vec::with_capacity(text.len() * 2);
-                let mut buf = [0u8; 4];
-                for c in text.chars() {
-                    let piece: &str = c.encode_utf8(&mut buf);
-                    let (bytes, _, unmappable) = encoding_rs::GBK.encode(piece);
-                    if unmappable {
-                        out.push(REPLACEMENT);
-                    } else {
-                        out.extend_from_slice(&bytes);
-                    }
-                }
-                out
-            }
+            Self::Gb18030 => encode_or_replace(encoding_rs::GB18030, text),
+            Self::Gbk => encode_or_replace(encoding_rs::GBK, text),
         }
     }
+}
+
+/// Encodes with `encoding_rs`, sending `?` for a character the set cannot carry: its own
+/// encoder would write an HTML character reference (`&#58853;`), which no SIP2 peer expects.
+fn encode_or_replace(encoding: &'static encoding_rs::Encoding, text: &str) -> Vec<u8> {
+    let (bytes, _, unmappable) = encoding.encode(text);
+    if !unmappable {
+        return bytes.into_owned();
+    }
+    let mut out = Vec::with_capacity(text.len() * 2);
+    let mut buf = [0u8; 4];
+    for c in text.chars() {
+        let (bytes, _, unmappable) = encoding.encode(c.encode_utf8(&mut buf));
+        if unmappable {
+            out.push(REPLACEMENT);
+        } else {
+            out.extend_from_slice(&bytes);
+        }
+    }
+    out
 }
 
 fn cp850_byte(c: char) -> u8 {
@@ -268,6 +300,23 @@ mod tests {
         assert_ne!(bytes, title.as_bytes());
         assert_eq!(Encoding::Gb18030.decode(&bytes).unwrap(), title);
         assert_eq!(Encoding::Gbk.encode(title), bytes);
+    }
+
+    /// Exhaustive: the whole of Unicode, one character at a time, so a change of
+    /// `encoding_rs`'s tables shows here rather than as a rare property-test failure.
+    #[test]
+    fn gb18030_round_trips_every_character_but_the_2022_remappings_and_u_e5e5() {
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let back = Encoding::Gb18030
+                .decode(&Encoding::Gb18030.encode(c.encode_utf8(&mut [0; 4])))
+                .unwrap();
+            let want = match GB18030_2022_REMAPPED.iter().find(|(sent, _)| *sent == c) {
+                Some((_, received)) => received.to_string(),
+                None if c == '\u{E5E5}' => "?".to_string(),
+                None => c.to_string(),
+            };
+            assert_eq!(back, want, "U+{:04X}", u32::from(c));
+        }
     }
 
     #[test]
