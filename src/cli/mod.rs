@@ -2,7 +2,7 @@
 //!
 //! Each subcommand lives in a file of its own so the pieces stay small: `daemon` (run,
 //! check-config), `tag`, `sip2`, `frame`, `devices`, `gate` (alarms, gate, loans),
-//! `sortplan`, `circulation` (worklist, queue, owed), `token`, `status`, `journal` and
+//! `sortplan`, `circulation` (worklist, queue, owed), `token`, `webhook`, `status`, `journal` and
 //! `docs` (completions, man page); `opts` holds the `--config` argument they share. Every subcommand returns an
 //! `anyhow::Result`; errors are printed once, here, with their causes, and exit non-zero.
 
@@ -19,6 +19,7 @@ mod sortplan;
 mod status;
 mod tag;
 mod token;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -75,6 +76,9 @@ enum Command {
     /// API tokens: hash one for the config, or make a new one.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// A receiver for the daemon's webhooks that checks signatures and prints each event:
+    /// try a `[[webhooks]]` entry end to end.
+    WebhookReceive(webhook::ReceiveArgs),
     /// The daemon at a glance, like `systemctl status` (exit 0 running, 3 not running).
     Status(status::StatusArgs),
     /// The journal as public events, from the daemon or (stopped) the store; `--follow`
@@ -113,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Queue(command) => circulation::queue(command),
         Command::Owed(command) => circulation::owed(command),
         Command::Token(command) => token::run(command),
+        Command::WebhookReceive(args) => webhook::run(args),
         Command::Status(args) => status::run(&args),
         Command::Journal(args) => journal::run(&args),
         Command::Completions(args) => docs::completions(&args),
