@@ -21,7 +21,7 @@ use rfidgw::station::gate::{
     Verdict, decide,
 };
 use rfidgw_driver::{Signal, Uid};
-use rfidgw_tag::{SiteConfig, TagHints};
+use rfidgw_tag::{DecodedTag, SiteConfig, TagHints};
 use tokio::time::Instant;
 
 const VECTORS: &str = include_str!("../tests/vectors/tags.tsv");
@@ -108,6 +108,15 @@ fn busy_gate(present: u32, now: Instant) -> Gate {
     gate
 }
 
+/// What the gate knows of a tag seen with no loans cache and no owed write.
+fn on_shelf(tag: &DecodedTag) -> Sighting<'_> {
+    Sighting {
+        tag,
+        on_loan: None,
+        loan_write_owed: false,
+    }
+}
+
 fn gate(c: &mut Criterion) {
     let site = site();
     let policy = GatePolicy::default();
@@ -121,10 +130,7 @@ fn gate(c: &mut Criterion) {
         let tag = rfidgw_tag::decode(&case.memory, &case.hints, &site);
         group.bench_function(case.name, |b| {
             b.iter(|| {
-                let sighting = Sighting {
-                    tag: black_box(&tag),
-                    on_loan: None,
-                };
+                let sighting = on_shelf(black_box(&tag));
                 decide(sighting, &security, &policy, owners)
             });
         });
@@ -135,15 +141,7 @@ fn gate(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for case in cases() {
         let tag = rfidgw_tag::decode(&case.memory, &case.hints, &site);
-        let verdict = decide(
-            Sighting {
-                tag: &tag,
-                on_loan: None,
-            },
-            &security,
-            &policy,
-            owners,
-        );
+        let verdict = decide(on_shelf(&tag), &security, &policy, owners);
         let uid = Uid::new(case.hints.uid.clone().expect("a UID"));
         let item = tag.item.as_ref().map(|i| i.primary_item_id.clone());
         group.bench_function(case.name, |b| {
@@ -182,10 +180,7 @@ fn gate(c: &mut Criterion) {
         group.bench_function(case.name, |b| {
             b.iter(|| {
                 let tag = rfidgw_tag::decode(black_box(&case.memory), &case.hints, &site);
-                let sighting = Sighting {
-                    tag: &tag,
-                    on_loan: None,
-                };
+                let sighting = on_shelf(&tag);
                 decide(sighting, &security, &policy, owners)
             });
         });
@@ -202,10 +197,7 @@ fn gate(c: &mut Criterion) {
                 |gate| {
                     let tag = rfidgw_tag::decode(black_box(&case.memory), &case.hints, &site);
                     let item = tag.item.as_ref().map(|i| i.primary_item_id.as_str());
-                    let sighting = Sighting {
-                        tag: &tag,
-                        on_loan: None,
-                    };
+                    let sighting = on_shelf(&tag);
                     let verdict = decide(sighting, &security, &policy, owners);
                     gate.arrived("gate-left", &uid, verdict, item, now).1
                 },

@@ -101,6 +101,8 @@ struct Site {
     daemon: Daemon,
     returns: SimHandle,
     pad: SimHandle,
+    /// The exit gate's reader.
+    gate: SimHandle,
     sorter: rfidgw_modbus::SimHandle,
     acs: SimControl,
     stop: CancellationToken,
@@ -154,6 +156,17 @@ fn config_text(
         memory_blocks = 8
 
         [[devices]]
+        id = "gate-reader"
+        driver = "feig"
+        [devices.settings.transport]
+        kind = "serial"
+        path = "{data}/gate-reader"
+        [devices.settings.poll]
+        poll_interval_ms = 20
+        depart_after_polls = 2
+        memory_blocks = 8
+
+        [[devices]]
         id = "sorter"
         driver = "modbus"
         [devices.settings.transport]
@@ -172,6 +185,11 @@ fn config_text(
         settle_ms = 100
         [stations.offline]
         mode = "checkin"
+
+        [[stations]]
+        id = "exit"
+        kind = "gate"
+        devices = ["gate-reader"]
 
         [[stations]]
         id = "selfcheck"
@@ -193,6 +211,7 @@ async fn site() -> Site {
     let stop = CancellationToken::new();
     let returns = reader(&dir.path().join("return-reader"));
     let pad = reader(&dir.path().join("pad"));
+    let gate = reader(&dir.path().join("gate-reader"));
     let map_settings: MapSettings = toml::from_str(MAP).unwrap();
     let simulator = SorterSimulator::new(
         RegisterMap::new(&map_settings).unwrap(),
@@ -223,6 +242,7 @@ async fn site() -> Site {
         daemon,
         returns,
         pad,
+        gate,
         sorter,
         acs,
         stop,
@@ -434,6 +454,60 @@ async fn a_tag_pulled_away_early_is_owed_and_completed_on_another_reader() {
         .await
         .unwrap();
     assert!(open.is_empty(), "{open:?}");
+    site.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loan_whose_unsecure_is_owed_passes_the_gate_and_the_gate_reader_writes_it() {
+    let site = site().await;
+    site.patron("P1001", "1234").await.unwrap();
+    let rust = tag(&site.pad, "E004010000000001", "I0001", SECURED);
+    // The ILS answers slowly; the patron takes the book off the pad before the un-secure.
+    site.acs.inject(
+        Some(Command::Checkout),
+        Fault::Delay(Duration::from_millis(1500)),
+    );
+    site.pad.set_in_field(&rust, true);
+    eventually("the checkout at the ILS", async || {
+        site.acs
+            .transactions()
+            .iter()
+            .any(|t| t.item == "I0001")
+            .then_some(())
+    })
+    .await;
+    site.pad.set_in_field(&rust, false);
+    let loan = site.next("item_loan", "I0001", 0).await;
+    assert_eq!(loan["outcome"], "checked_out", "{loan}");
+    assert_eq!(loan["security"][0]["tag"], "owed", "{loan}");
+    assert_eq!(afi(&site.pad, &rust), SECURED);
+
+    // The patron walks out through the gate with the book: no alarm, and the gate's
+    // reader writes the owed un-secure.
+    let state = site.pad.tag(&rust).unwrap();
+    site.gate.insert_tag(VirtualTag {
+        in_field: true,
+        ..state
+    });
+    let read = eventually("the gate's decision", async || {
+        site.journal("tag_arrived")
+            .await
+            .into_iter()
+            .find(|r| r["uid"] == "E004010000000001" && !r["decision"].is_null())
+    })
+    .await;
+    assert_eq!(read["decision"]["verdict"], "pass", "{read}");
+    assert_eq!(read["decision"]["reason"], "loan_write_owed", "{read}");
+    let done = eventually("the owed write done", async || {
+        site.journal("owed_write")
+            .await
+            .into_iter()
+            .find(|r| r["item"] == "I0001" && r["state"] == "done")
+    })
+    .await;
+    assert_eq!(done["detail"], "completed on gate-reader", "{done}");
+    assert_eq!(afi(&site.gate, &rust), UNSECURED);
+    assert!(site.journal("gate_alarm").await.is_empty());
     site.shutdown().await;
 }
 

@@ -221,6 +221,9 @@ pub enum PassReason {
     Unsecured,
     /// A policy says to let this class of item pass.
     Policy,
+    /// The tag still says secured, but the item was lent and its un-secure write is owed
+    /// (the tag left the self-check pad too early): the loan is real, the tag is behind.
+    LoanWriteOwed,
 }
 
 /// The gate's verdict on one item.
@@ -240,6 +243,7 @@ impl PassReason {
         match self {
             Self::Unsecured => "unsecured",
             Self::Policy => "policy",
+            Self::LoanWriteOwed => "loan_write_owed",
         }
     }
 }
@@ -270,6 +274,9 @@ pub struct Sighting<'a> {
     pub tag: &'a DecodedTag,
     /// The loans cache's answer for the item (database mode), if it has one.
     pub on_loan: Option<bool>,
+    /// The tag's newest open owed write is an un-secure: the item was lent, the tag not
+    /// yet written (from the in-memory owed-write book; the tag modes only).
+    pub loan_write_owed: bool,
 }
 
 /// Whether the site lists institutions of its own; without them no item can be told
@@ -311,6 +318,9 @@ pub fn decide(
     };
     match state {
         Security::Secured if database => Verdict::Alarm(AlarmReason::NotOnLoan),
+        // A gate that alarms on a patron's rightful loan is the false alarm staff learn to
+        // ignore; the gate reader writes the tag as the patron passes (any reader does).
+        Security::Secured if sighting.loan_write_owed => Verdict::Pass(PassReason::LoanWriteOwed),
         Security::Secured => Verdict::Alarm(AlarmReason::Secured),
         Security::Unsecured => Verdict::Pass(PassReason::Unsecured),
         Security::Unknown if !readable => apply(policy.unreadable, AlarmReason::Unreadable),
@@ -724,9 +734,75 @@ mod tests {
             ),
         ];
         for (case, tag, on_loan, security, owners, want) in rows {
-            let sighting = Sighting { tag: &tag, on_loan };
+            let sighting = Sighting {
+                tag: &tag,
+                on_loan,
+                loan_write_owed: false,
+            };
             let got = decide(sighting, &security, &GatePolicy::default(), owners);
             assert_eq!(got, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn an_owed_loan_write_lets_a_secured_tag_pass_and_nothing_else() {
+        let afi = SecurityConfig::default();
+        let database = SecurityConfig {
+            mode: SecurityMode::Database,
+            ..SecurityConfig::default()
+        };
+        let ours = |security| tag(ISO3, Some("1"), OwnerClass::Ours, security);
+        // (tag, loans cache, security mode, loan write owed, verdict)
+        let rows = [
+            (
+                ours(Security::Secured),
+                None,
+                &afi,
+                true,
+                Verdict::Pass(PassReason::LoanWriteOwed),
+            ),
+            (
+                ours(Security::Secured),
+                None,
+                &afi,
+                false,
+                Verdict::Alarm(AlarmReason::Secured),
+            ),
+            (
+                ours(Security::Unsecured),
+                None,
+                &afi,
+                true,
+                Verdict::Pass(PassReason::Unsecured),
+            ),
+            // Database mode decides from the loans cache alone: no tag write is ever owed.
+            (
+                ours(Security::Secured),
+                Some(false),
+                &database,
+                true,
+                Verdict::Alarm(AlarmReason::NotOnLoan),
+            ),
+            // Another library's item is its own policy's, whatever the book says.
+            (
+                tag(ISO3, Some("1"), OwnerClass::Foreign, Security::Secured),
+                None,
+                &afi,
+                true,
+                Verdict::Pass(PassReason::Policy),
+            ),
+        ];
+        for (n, (tag, on_loan, security, loan_write_owed, want)) in rows.into_iter().enumerate() {
+            let sighting = Sighting {
+                tag: &tag,
+                on_loan,
+                loan_write_owed,
+            };
+            assert_eq!(
+                decide(sighting, security, &GatePolicy::default(), true),
+                want,
+                "row {n}"
+            );
         }
     }
 
@@ -771,6 +847,7 @@ mod tests {
                 Sighting {
                     tag: &tag,
                     on_loan: None,
+                    loan_write_owed: false,
                 },
                 &afi,
                 &strict,

@@ -496,8 +496,16 @@ impl Stations for StationRunner {
                     }
                     _ => None,
                 };
+                let loan_write_owed = self
+                    .owed
+                    .as_ref()
+                    .is_some_and(|owed| owed.loan_write_owed(&read.uid));
                 let verdict = gate::decide(
-                    Sighting { tag, on_loan },
+                    Sighting {
+                        tag,
+                        on_loan,
+                        loan_write_owed,
+                    },
                     &self.ctx.security,
                     &self.gates[index].gate.config().policy,
                     self.ctx.site_has_owners,

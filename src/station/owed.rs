@@ -133,6 +133,16 @@ impl OwedBook {
         Ok(())
     }
 
+    /// Whether the newest open owed write for `uid` is an un-secure: the item was lent and
+    /// its tag still says secured. In memory, for the gate's decision.
+    pub fn loan_write_owed(&self, uid: &Uid) -> bool {
+        self.book()
+            .open
+            .get(&uid.to_string())
+            .and_then(|rows| rows.last())
+            .is_some_and(|row| !row.secure)
+    }
+
     /// How many writes are owed.
     pub fn open_count(&self) -> usize {
         self.book().open.values().map(Vec::len).sum()
