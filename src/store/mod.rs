@@ -197,6 +197,17 @@ impl Store {
     }
 }
 
+/// Wanted states as `,a,b,` (`''` for all), matched in SQL with
+/// `$n = '' OR instr($n, ',' || state || ',') > 0`: one static query for any set.
+fn state_list<'a>(states: impl Iterator<Item = &'a str>) -> String {
+    states.fold(String::new(), |mut list, state| {
+        list.push(',');
+        list.push_str(state);
+        list.push(',');
+        list
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

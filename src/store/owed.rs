@@ -176,13 +176,7 @@ impl Store {
         states: &[OwedState],
         limit: u32,
     ) -> Result<Vec<OwedRow>, StoreError> {
-        // The wanted states as ",a,b," ('' for all), matched with instr: one static query.
-        let wanted = states.iter().fold(String::new(), |mut list, s| {
-            list.push(',');
-            list.push_str(s.as_str());
-            list.push(',');
-            list
-        });
+        let wanted = super::state_list(states.iter().map(|s| s.as_str()));
         let rows = sqlx::query(concat!(
             "SELECT ",
             columns!(),
@@ -197,12 +191,7 @@ impl Store {
 
     /// How many owed writes are in `states` (all when empty).
     pub async fn owed_write_count(&self, states: &[OwedState]) -> Result<u64, StoreError> {
-        let wanted = states.iter().fold(String::new(), |mut list, s| {
-            list.push(',');
-            list.push_str(s.as_str());
-            list.push(',');
-            list
-        });
+        let wanted = super::state_list(states.iter().map(|s| s.as_str()));
         let (count,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM owed_writes WHERE ($1 = '' OR instr($1, ',' || state || ',') > 0)",
         )

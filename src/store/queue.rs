@@ -251,13 +251,7 @@ impl Store {
         states: &[QueueState],
         limit: u32,
     ) -> Result<Vec<QueuedRow>, StoreError> {
-        // The wanted states as ",a,b," ('' for all), matched with instr: one static query.
-        let wanted = states.iter().fold(String::new(), |mut list, s| {
-            list.push(',');
-            list.push_str(s.as_str());
-            list.push(',');
-            list
-        });
+        let wanted = super::state_list(states.iter().map(|s| s.as_str()));
         let rows = sqlx::query(concat!(
             "SELECT ",
             columns!(),
