@@ -109,7 +109,6 @@ async fn the_receiver_takes_signed_events_in_order_and_stops_after_its_count() {
     .expect("the receiver exits after three events")
     .unwrap()
     .unwrap();
-    cancel.cancel();
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
@@ -138,6 +137,9 @@ async fn the_receiver_takes_signed_events_in_order_and_stops_after_its_count() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Stopped only now: the hook moves its cursor after the answer it got as the receiver
+    // exited, and a hook stopped before that would leave the cursor one event behind.
+    cancel.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread")]
